@@ -21,7 +21,7 @@ packages=(
   g++ cmake ninja-build pkg-config git make
   # libraries
   libabsl-dev libboost-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-  libcli11-dev libxxhash-dev libopenblas-dev
+  libcli11-dev libxxhash-dev libopenblas-dev libssl-dev
   # tests, fuzzing and style
   libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev clang-format clang-tidy
   prometheus python3 python3-jsonschema python3-yaml iproute2 procps curl
