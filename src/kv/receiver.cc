@@ -18,6 +18,8 @@
 #include "kv/auth.h"
 #include "kv/internal/socket.h"
 #include "xxhash.h"
+// Debian's libxxhash picks AVX2/AVX-512 at run time through these entry points.
+#include "xxh_x86dispatch.h"
 
 namespace tandem::kv {
 namespace {

@@ -17,6 +17,8 @@
 #include "kv/internal/socket.h"
 #include "kv/shared_segment.h"
 #include "xxhash.h"
+// Debian's libxxhash picks AVX2/AVX-512 at run time through these entry points.
+#include "xxh_x86dispatch.h"
 
 namespace tandem::kv {
 
@@ -244,8 +246,13 @@ class TransferImpl : public OutgoingTransfer {
         return absl::InvalidArgumentError(absl::StrCat("receiver gave block offset ", offset,
                                                        " outside its segment of ", segment.size()));
       }
-      std::memcpy(segment.data() + offset, job.blocks[b], bytes);
-      XXH3_64bits_update(state, job.blocks[b], bytes);  // still in cache after the copy
+      // Copy and hash in L1-sized pieces so the hash reads what the copy just brought in.
+      constexpr uint64_t kPiece = 16 * 1024;
+      for (uint64_t done = 0; done < bytes; done += kPiece) {
+        uint64_t n = std::min(kPiece, bytes - done);
+        std::memcpy(segment.data() + offset + done, job.blocks[b] + done, n);
+        XXH3_64bits_update(state, job.blocks[b] + done, n);
+      }
     }
     uint64_t checksum = XXH3_64bits_digest(state);
     XXH3_freeState(state);
