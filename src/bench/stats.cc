@@ -42,6 +42,15 @@ void LatencyDigest::Add(double seconds) {
   max_ = std::max(max_, seconds);
 }
 
+void LatencyDigest::Add(double seconds, uint64_t count) {
+  if (std::isnan(seconds) || count == 0) return;
+  buckets_[Bucket(seconds)] += count;
+  count_ += count;
+  sum_ += seconds * static_cast<double>(count);
+  min_ = std::min(min_, seconds);
+  max_ = std::max(max_, seconds);
+}
+
 void LatencyDigest::Merge(const LatencyDigest& other) {
   for (int i = 0; i < kBuckets; ++i) buckets_[i] += other.buckets_[i];
   count_ += other.count_;

@@ -24,6 +24,8 @@ class LatencyDigest {
  public:
   LatencyDigest();
   void Add(double seconds);
+  // Adds `count` samples of the same value (e.g. one decode step's gap for every sequence).
+  void Add(double seconds, uint64_t count);
   void Merge(const LatencyDigest& other);
 
   uint64_t count() const { return count_; }

@@ -40,6 +40,12 @@ TEST(LatencyDigestTest, MergeEqualsAddingEverything) {
   EXPECT_DOUBLE_EQ(a.Percentile(50), all.Percentile(50));
   EXPECT_DOUBLE_EQ(a.sum(), all.sum());
   EXPECT_NEAR(a.FractionAtOrBelow(0.25), 0.25, 0.01);
+  LatencyDigest weighted;
+  weighted.Add(0.5, 3);
+  weighted.Add(1.0);
+  EXPECT_EQ(weighted.count(), 4u);
+  EXPECT_DOUBLE_EQ(weighted.sum(), 2.5);
+  EXPECT_NEAR(weighted.Percentile(50), 0.5, 0.01);
   LatencyDigest empty;
   EXPECT_EQ(empty.Percentile(50), 0);
   EXPECT_EQ(empty.mean(), 0);
