@@ -225,9 +225,9 @@ absl::StatusOr<LatencyProfile> ParseLatencyProfile(std::string_view json,
   Json root;
   try {
     root = Json::parse(json);
-  } catch (const Json::parse_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "latency profile '", source, "': not valid JSON at byte ", e.byte, ": ", e.what()));
+  } catch (const Json::exception& e) {  // parse_error, or out_of_range for a huge number
+    return absl::InvalidArgumentError(
+        absl::StrCat("latency profile '", source, "': not valid JSON: ", e.what()));
   }
   LatencyProfile profile;
   auto parse = [&]() -> absl::Status {

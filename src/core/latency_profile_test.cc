@@ -248,7 +248,10 @@ TEST(LatencyProfileFormatTest, RefusesBadProfilesWithClearMessages) {
     EXPECT_THAT(parsed.status().message(), HasSubstr(test_case.expected));
   }
   absl::StatusOr<LatencyProfile> not_json = ParseLatencyProfile("{\"format\": ", "p.json");
-  EXPECT_THAT(not_json.status().message(), HasSubstr("not valid JSON at byte"));
+  EXPECT_THAT(not_json.status().message(), HasSubstr("not valid JSON: "));
+  // A number beyond double's range is a JSON error too, not an exception.
+  EXPECT_THAT(ParseLatencyProfile("{\"format\": 1e999}", "p.json").status().message(),
+              HasSubstr("not valid JSON: "));
   EXPECT_THAT(ParseLatencyProfile("[]", "p.json").status().message(),
               HasSubstr("the profile must be an object"));
 }
