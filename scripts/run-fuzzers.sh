@@ -4,7 +4,7 @@
 # Usage: scripts/run-fuzzers.sh FUZZ_BUILD_DIR SECONDS_EACH
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-build="${1:?usage: run-fuzzers.sh FUZZ_BUILD_DIR SECONDS_EACH}"
+build="$(cd "${1:?usage: run-fuzzers.sh FUZZ_BUILD_DIR SECONDS_EACH}" && pwd)"
 seconds="${2:-15}"
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
