@@ -777,6 +777,7 @@ int HttpServer::open_streams() const { return impl_->streams.load(); }
 
 void HttpServer::Shutdown(absl::Duration grace) {
   if (impl_->loops == nullptr || impl_->stopped.exchange(true)) return;
+  // (loops is reset at the end of the first Shutdown, so later calls return here.)
   impl_->draining = true;
   auto impl = impl_;
   std::promise<void> closed;
@@ -805,6 +806,9 @@ void HttpServer::Shutdown(absl::Duration grace) {
   }
   impl_->loops->Stop();
   impl_->acceptor.reset();
+  // Destroying the loops destroys the handlers still queued on them, and with them the last
+  // references to their connections (which refer back to the server).
+  impl_->loops.reset();
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->live.clear();
 }
