@@ -86,13 +86,17 @@ absl::Status ValidateModelShape(const ModelShape& s) {
 }
 
 RooflineModel::RooflineModel(GpuPreset gpu, ModelShape shape, RooflineOptions options)
-    : gpu_(std::move(gpu)), shape_(std::move(shape)), options_(options) {}
+    : gpu_(std::move(gpu)), shape_(std::move(shape)), options_(options) {
+  parameters_ = shape_.Parameters();
+  // Dense layers: 2 FLOPs per parameter per token (the input embedding is a lookup).
+  dense_flops_per_token_ = 2.0 * (parameters_ - static_cast<double>(shape_.vocab) * shape_.hidden);
+  weight_bytes_ = parameters_ * (options_.fp8 ? 1.0 : 2.0);
+  kv_bytes_per_token_ = shape_.KvBytesPerToken(options_.kv_bytes_per_element);
+}
 
 double RooflineModel::Flops(const StepWork& w) const {
   double tokens = static_cast<double>(w.prefill_tokens + w.decode_sequences);
-  // Dense layers: 2 FLOPs per parameter per token (the input embedding is a lookup).
-  double dense =
-      2.0 * (shape_.Parameters() - static_cast<double>(shape_.vocab) * shape_.hidden) * tokens;
+  double dense = dense_flops_per_token_ * tokens;
   // Attention: QK^T and AV, 2 FLOPs per multiply-add, per head dimension, per attended token.
   double attention_width = static_cast<double>(shape_.heads) * shape_.head_dim;
   double prefill_pairs = static_cast<double>(w.prefill_tokens) *
@@ -103,10 +107,10 @@ double RooflineModel::Flops(const StepWork& w) const {
 }
 
 double RooflineModel::Bytes(const StepWork& w) const {
-  double weight_bytes = shape_.Parameters() * (options_.fp8 ? 1.0 : 2.0);
+  double weight_bytes = weight_bytes_;
   double kv =
-      KvBytesPerToken() * static_cast<double>(w.decode_context_tokens + w.prefill_context_tokens +
-                                              w.prefill_tokens + w.decode_sequences);
+      kv_bytes_per_token_ * static_cast<double>(w.decode_context_tokens + w.prefill_context_tokens +
+                                                w.prefill_tokens + w.decode_sequences);
   return weight_bytes + kv;
 }
 
@@ -126,14 +130,11 @@ double RooflineModel::StepSeconds(const StepWork& w) const {
   return std::max(compute, memory) + communication + gpu_.step_overhead_seconds;
 }
 
-double RooflineModel::KvBytesPerToken() const {
-  return shape_.KvBytesPerToken(options_.kv_bytes_per_element);
-}
+double RooflineModel::KvBytesPerToken() const { return kv_bytes_per_token_; }
 
 int64_t RooflineModel::KvCapacityTokens() const {
   double memory = gpu_.hbm_bytes * options_.memory_utilization * options_.tensor_parallel;
-  double weights = shape_.Parameters() * (options_.fp8 ? 1.0 : 2.0);
-  double free = memory - weights;
+  double free = memory - weight_bytes_;
   if (free <= 0) return 0;
   return static_cast<int64_t>(free / KvBytesPerToken());
 }
@@ -152,6 +153,34 @@ double ProfileModel::StepSeconds(const StepWork& w) const {
     seconds += model_.DecodeStepSeconds(w.decode_sequences, w.decode_context_tokens);
   }
   return seconds;
+}
+
+}  // namespace tandem::sim
+
+namespace tandem::sim {
+
+LatencyProfile SynthesizeProfile(const StepCostModel& cost, const std::string& model_name) {
+  LatencyProfile profile;
+  profile.model.name = model_name.empty() ? "simulated" : model_name;
+  profile.dtype = "simulated";
+  profile.hardware.description = "simulated instance";
+  profile.hardware.device = "simulated";
+  for (int64_t tokens : {64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768}) {
+    profile.prefill.push_back({tokens, 0, cost.StepSeconds({.prefill_tokens = tokens})});
+  }
+  for (int64_t cached : {1024, 4096}) {
+    profile.prefill.push_back(
+        {1024, cached,
+         cost.StepSeconds({.prefill_tokens = 1024, .prefill_context_tokens = cached})});
+  }
+  for (int64_t batch : {1, 2, 4, 8, 16, 32, 64, 128, 256, 512}) {
+    for (int64_t context : {256, 1024, 4096, 16384}) {
+      profile.decode.push_back({batch, batch * context,
+                                cost.StepSeconds({.decode_sequences = batch,
+                                                  .decode_context_tokens = batch * context})});
+    }
+  }
+  return profile;
 }
 
 }  // namespace tandem::sim

@@ -99,6 +99,11 @@ class RooflineModel : public StepCostModel {
   GpuPreset gpu_;
   ModelShape shape_;
   RooflineOptions options_;
+  // Per-step constants, computed once (StepSeconds runs for every step and routing decision).
+  double parameters_ = 0;
+  double dense_flops_per_token_ = 0;
+  double weight_bytes_ = 0;
+  double kv_bytes_per_token_ = 0;
 };
 
 // A measured profile. A mixed step costs its prefill part plus its decode part.
@@ -114,5 +119,14 @@ class ProfileModel : public StepCostModel {
   double kv_bytes_per_token_;
   int64_t kv_capacity_tokens_;
 };
+
+}  // namespace tandem::sim
+
+namespace tandem::sim {
+
+// The latency profile `tandem profile` would measure on instances running `cost`: prefill
+// times by prompt length (with and without a cached prefix) and decode step times by batch size
+// and context, so the planner can plan with the same model the simulation runs on.
+LatencyProfile SynthesizeProfile(const StepCostModel& cost, const std::string& model_name);
 
 }  // namespace tandem::sim

@@ -1,0 +1,123 @@
+// Simulator speed on 1,000-GPU clusters serving the chat workload (~1k prompt tokens, ~130
+// output tokens, Poisson arrivals near the cluster's capacity): simulated requests per wall
+// second, events per wall second, and the ratio to the routing policy alone (DecideRoute over
+// the same number of instances, timed in the same run), which bounds what any simulator that
+// routes every request through the real policy can reach.
+//
+// Usage: sim_bench [--quick]
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "router/routing_policy.h"
+#include "sim/perf_model.h"
+#include "sim/simulator.h"
+
+namespace tandem::sim {
+namespace {
+
+struct Case {
+  const char* name;
+  const char* model;
+  int tensor_parallel;
+  int prefill;  // instances
+  int decode;
+  int aggregated;
+  double rate;
+};
+
+double Seconds(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// DecideRoute alone, over `workers` idle-ish workers, per second.
+double RoutingCallsPerSecond(int prefill, int decode, int aggregated, int calls) {
+  std::vector<router::WorkerState> workers;
+  for (int i = 0; i < prefill + decode + aggregated; ++i) {
+    router::WorkerState w;
+    w.id = i;
+    w.role = i < prefill            ? router::WorkerRole::kPrefill
+             : i < prefill + decode ? router::WorkerRole::kDecode
+                                    : router::WorkerRole::kBoth;
+    w.location = {i / 8, i / 32};
+    w.capacity_blocks = 26000;
+    w.active_decode_blocks = (i * 7919) % 5000;
+    w.prefill_queue_requests = i % 3;
+    w.prefill_queue_tokens = (i % 3) * 1000;
+    workers.push_back(w);
+  }
+  router::RoutingConfig config;
+  config.local_prefill_max_uncached_tokens = 512;
+  router::LinearPrefillLatencyModel latency(0.002, 3e-5);
+  config.latency_model = &latency;
+  std::mt19937_64 rng(1);
+  auto start = std::chrono::steady_clock::now();
+  int64_t sink = 0;
+  for (int i = 0; i < calls; ++i) {
+    auto decision = router::DecideRoute({1000 + i % 500, 130}, workers, config, rng);
+    if (decision.ok()) sink += decision->decode_worker;
+  }
+  double elapsed = Seconds(start);
+  if (sink == 42) std::puts("");
+  return calls / elapsed;
+}
+
+int Main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const uint64_t requests = quick ? 50000 : 300000;
+  const Case cases[] = {
+      {"llama-3-8b TP1, 300 prefill + 700 decode", "llama-3-8b", 1, 300, 700, 0, 8000},
+      {"llama-3-8b TP1, 1000 aggregated", "llama-3-8b", 1, 0, 0, 1000, 12000},
+      {"llama-3-70b TP4, 100 prefill + 150 decode", "llama-3-70b", 4, 100, 150, 0, 900},
+      {"llama-3-70b TP8, 50 prefill + 75 decode", "llama-3-70b", 8, 50, 75, 0, 700},
+  };
+  std::printf("%-44s %10s %12s %12s %10s %14s %8s\n", "1,000 GPUs, chat workload", "requests",
+              "req/wall-s", "events/s", "slo met", "route calls/s", "ratio");
+  for (const Case& c : cases) {
+    SimConfig config;
+    config.cluster = {.nodes = 125, .gpus_per_node = 8, .nodes_per_domain = 4};
+    config.cluster.links.same_host = {450e9, 3e-6};
+    config.cluster.links.same_rack = {50e9, 10e-6};
+    config.cluster.links.cross_rack = {50e9, 10e-6};
+    if (c.prefill > 0)
+      config.groups.push_back({InstanceRole::kPrefill, c.prefill, c.tensor_parallel});
+    if (c.decode > 0) config.groups.push_back({InstanceRole::kDecode, c.decode, c.tensor_parallel});
+    if (c.aggregated > 0) {
+      config.groups.push_back({InstanceRole::kBoth, c.aggregated, c.tensor_parallel, 2048});
+    }
+    ModelShape shape = *FindModelShape(c.model);
+    config.cost = std::make_shared<RooflineModel>(
+        *FindGpuPreset("h100-sxm"), shape, RooflineOptions{.tensor_parallel = c.tensor_parallel});
+    config.model_layers = static_cast<int>(shape.layers);
+    config.workload.arrivals.rate = c.rate;
+    config.workload.input = *bench::ParseLengthSpec("lognormal:1000,0.4");
+    config.workload.output = *bench::ParseLengthSpec("lognormal:130,0.4");
+    config.workload.num_requests = requests;
+    config.slo = {0.5, 0.03, 0};
+    config.seed = 1;
+    absl::StatusOr<SimResult> result = Simulate(config);
+    if (!result.ok()) {
+      std::fprintf(stderr, "%s: %s\n", c.name, std::string(result.status().message()).c_str());
+      return 1;
+    }
+    double per_second = result->requests / result->wall_seconds;
+    double routing =
+        RoutingCallsPerSecond(c.prefill, c.decode, c.aggregated, quick ? 20000 : 100000);
+    std::printf("%-44s %10llu %12.0f %12.0f %9.1f%% %14.0f %8.2f\n", c.name,
+                static_cast<unsigned long long>(result->requests), per_second,
+                result->events / result->wall_seconds, 100 * result->SloAttainment(), routing,
+                per_second / routing);
+  }
+  std::puts(
+      "ratio = simulated requests per second / routing decisions per second alone (the "
+      "policy's own cost bounds it at 1).");
+  return 0;
+}
+
+}  // namespace
+}  // namespace tandem::sim
+
+int main(int argc, char** argv) { return tandem::sim::Main(argc, argv); }
