@@ -189,7 +189,8 @@ class SseClientImpl : public SseClient, public std::enable_shared_from_this<SseC
     parser_.get().body().data = chunk_;
     parser_.get().body().size = sizeof(chunk_);
     auto self = shared_from_this();
-    http::async_read(stream_, buffer_, parser_, [self](beast::error_code error, size_t) {
+    // read_some, not read: deliver events as they arrive instead of when the buffer fills.
+    http::async_read_some(stream_, buffer_, parser_, [self](beast::error_code error, size_t) {
       size_t got = sizeof(self->chunk_) - self->parser_.get().body().size;
       if (got > 0) self->Deliver(std::string_view(self->chunk_, got));
       if (error == http::error::need_buffer) error = {};

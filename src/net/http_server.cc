@@ -411,21 +411,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     writing_ = true;
-    current_ = std::move(out_.front().first);
-    current_counted_ = out_.front().second;
-    out_.pop_front();
+    // Everything queued goes out in one gathered write: many small SSE chunks cost one syscall.
+    inflight_.swap(out_);
+    std::vector<asio::const_buffer> buffers;
+    buffers.reserve(inflight_.size());
+    for (const auto& [bytes, counted] : inflight_) buffers.emplace_back(asio::buffer(bytes));
     auto self = shared_from_this();
-    asio::async_write(stream_.socket(), asio::buffer(current_),
-                      [self](beast::error_code error, size_t) {
-                        self->buffered.fetch_sub(self->current_counted_);
-                        self->current_counted_ = 0;
-                        if (error) {
-                          self->FireGone(absl::CancelledError("the client went away"));
-                          self->Close();
-                          return;
-                        }
-                        self->WriteNext();
-                      });
+    asio::async_write(stream_.socket(), buffers, [self](beast::error_code error, size_t) {
+      for (const auto& [bytes, counted] : self->inflight_) self->buffered.fetch_sub(counted);
+      self->inflight_.clear();
+      if (error) {
+        self->FireGone(absl::CancelledError("the client went away"));
+        self->Close();
+        return;
+      }
+      self->WriteNext();
+    });
   }
 
   void AnswerDone() {
@@ -530,9 +531,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::function<void()> on_gone_;
   std::function<void(absl::Status)> on_stream_close_;
   std::deque<std::pair<std::string, size_t>> out_;
+  std::deque<std::pair<std::string, size_t>> inflight_;  // being written
   bool writing_ = false;
-  std::string current_;
-  size_t current_counted_ = 0;
   asio::steady_timer read_timer_{loop_.context()};
   bool read_timed_out_ = false;
 };
