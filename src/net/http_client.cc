@@ -4,6 +4,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <limits>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -173,9 +174,11 @@ class SseClientImpl : public SseClient, public std::enable_shared_from_this<SseC
   }
 
   void ReadHeader() {
-    parser_.body_limit(boost::none);
+    parser_.body_limit(std::numeric_limits<std::uint64_t>::max());  // streams run long
     auto self = shared_from_this();
     http::async_read_header(stream_, buffer_, parser_, [self](beast::error_code error, size_t) {
+      // need_buffer: body bytes came with the header and wait for a body buffer (ReadBody).
+      if (error == http::error::need_buffer) error = {};
       if (error) return self->Done(NetError(error, "read response header"));
       self->status_ = self->parser_.get().result_int();
       // The answer may take as long as generation takes: no deadline from here on.

@@ -266,6 +266,23 @@ TEST_F(HttpServerTest, SseEventsArriveInOrderThroughTheStreamingClient) {
   loop.Stop();
 }
 
+TEST_F(HttpServerTest, StreamingClientReportsNonSuccessAnswers) {
+  StartServer();
+  EventLoop loop("client");
+  std::promise<std::tuple<absl::Status, int, std::string>> done;
+  auto client = SseClient::Open(
+      loop, {.method = "POST", .url = Url(*server_, "/echo"), .body = "{bad"},
+      [](const SseEvent&) {},
+      [&](absl::Status status, int http_status, const std::string& body) {
+        done.set_value({status, http_status, body});
+      });
+  auto [status, http_status, body] = done.get_future().get();
+  EXPECT_FALSE(status.ok());
+  EXPECT_EQ(http_status, 400) << status;
+  EXPECT_NE(body.find("invalid_json"), std::string::npos) << body;
+  loop.Stop();
+}
+
 TEST_F(HttpServerTest, ClientVanishingMidStreamFiresOnCloseAndSlowReaderIsCut) {
   StartServer();
   {
