@@ -27,30 +27,6 @@ namespace {
 using internal::ReadFrame;
 using internal::WriteFrame;
 
-// Reads exactly the bytes `iov` describes, straight into those buffers.
-absl::Status ReadFullV(int fd, std::vector<iovec> iov) {
-  size_t index = 0;
-  while (index < iov.size()) {
-    int count = static_cast<int>(std::min<size_t>(iov.size() - index, IOV_MAX));
-    ssize_t got = ::readv(fd, iov.data() + index, count);
-    if (got == 0) return absl::UnavailableError("peer closed the connection mid-chunk");
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return absl::UnavailableError(absl::StrCat("read from peer failed: ", std::strerror(errno)));
-    }
-    size_t left = static_cast<size_t>(got);
-    while (index < iov.size() && left >= iov[index].iov_len) {
-      left -= iov[index].iov_len;
-      ++index;
-    }
-    if (left > 0) {
-      iov[index].iov_base = static_cast<uint8_t*>(iov[index].iov_base) + left;
-      iov[index].iov_len -= left;
-    }
-  }
-  return absl::OkStatus();
-}
-
 struct Connection {
   uint64_t id = 0;
   int fd = -1;
@@ -322,7 +298,7 @@ class ReceiverImpl : public KvReceiver {
           for (uint32_t b = chunk.first_block; b < chunk.first_block + chunk.block_count; ++b) {
             iov.push_back({spec.target->LayerBlock(chunk.layer, b), spec.layer_block_bytes});
           }
-          absl::Status status = ReadFullV(connection.fd, iov);
+          absl::Status status = internal::ReadFullV(connection.fd, iov);
           if (!status.ok()) {
             XXH3_freeState(state);
             return status;

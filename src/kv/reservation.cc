@@ -87,6 +87,16 @@ DoneCallback ReservationTable::Finish(uint64_t id) {
   return callback;
 }
 
+void ReservationTable::CountEnd(const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kDeadlineExceeded) {
+    ++stats_.expired;
+  } else if (status.code() == absl::StatusCode::kCancelled) {
+    ++stats_.cancelled;
+  } else {
+    ++stats_.failed;
+  }
+}
+
 bool ReservationTable::Complete(uint64_t id, int32_t first_token) {
   DoneCallback callback;
   {
@@ -111,13 +121,7 @@ bool ReservationTable::Fail(uint64_t id, absl::Status status, bool wait_for_send
       it->second.pending_status = std::move(status);
       return true;
     }
-    if (status.code() == absl::StatusCode::kDeadlineExceeded) {
-      ++stats_.expired;
-    } else if (status.code() == absl::StatusCode::kCancelled) {
-      ++stats_.cancelled;
-    } else {
-      ++stats_.failed;
-    }
+    CountEnd(status);
     callback = Finish(id);
   }
   if (callback) callback(status, -1);
@@ -132,13 +136,7 @@ void ReservationTable::ReleaseAborted(uint64_t id) {
     auto it = entries_.find(id);
     if (it == entries_.end() || it->second.state != ReservationState::kAborting) return;
     status = it->second.pending_status;
-    if (status.code() == absl::StatusCode::kDeadlineExceeded) {
-      ++stats_.expired;
-    } else if (status.code() == absl::StatusCode::kCancelled) {
-      ++stats_.cancelled;
-    } else {
-      ++stats_.failed;
-    }
+    CountEnd(status);
     callback = Finish(id);
   }
   if (callback) callback(status, -1);

@@ -142,6 +142,7 @@ class ReservationTable {
   };
   // Removes `id` and returns its callback to run outside the lock.
   DoneCallback Finish(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CountEnd(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const uint64_t epoch_;
   mutable absl::Mutex mu_;

@@ -35,6 +35,22 @@ absl::Status ReadFull(int fd, void* data, size_t n) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Moves past `done` bytes of `iov` starting at `*index` (partial reads and writes).
+void Advance(std::vector<iovec>& iov, size_t* index, size_t done) {
+  while (*index < iov.size() && done >= iov[*index].iov_len) {
+    done -= iov[*index].iov_len;
+    ++*index;
+  }
+  if (done > 0) {
+    iov[*index].iov_base = static_cast<uint8_t*>(iov[*index].iov_base) + done;
+    iov[*index].iov_len -= done;
+  }
+}
+
+}  // namespace
+
 absl::Status WriteAll(int fd, std::vector<iovec> iov) {
   size_t index = 0;
   while (index < iov.size()) {
@@ -50,15 +66,22 @@ absl::Status WriteAll(int fd, std::vector<iovec> iov) {
       }
       return absl::UnavailableError(absl::StrCat("write to peer failed: ", std::strerror(errno)));
     }
-    size_t left = static_cast<size_t>(sent);
-    while (index < iov.size() && left >= iov[index].iov_len) {
-      left -= iov[index].iov_len;
-      ++index;
+    Advance(iov, &index, static_cast<size_t>(sent));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadFullV(int fd, std::vector<iovec> iov) {
+  size_t index = 0;
+  while (index < iov.size()) {
+    int count = static_cast<int>(std::min<size_t>(iov.size() - index, IOV_MAX));
+    ssize_t got = ::readv(fd, iov.data() + index, count);
+    if (got == 0) return absl::UnavailableError("peer closed the connection mid-chunk");
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return absl::UnavailableError(absl::StrCat("read from peer failed: ", std::strerror(errno)));
     }
-    if (left > 0) {
-      iov[index].iov_base = static_cast<uint8_t*>(iov[index].iov_base) + left;
-      iov[index].iov_len -= left;
-    }
+    Advance(iov, &index, static_cast<size_t>(got));
   }
   return absl::OkStatus();
 }

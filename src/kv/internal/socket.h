@@ -16,6 +16,8 @@ namespace tandem::kv::internal {
 absl::Status ReadFull(int fd, void* data, size_t n);
 // Writes all of `iov` (advancing through partial writes); kUnavailable on error.
 absl::Status WriteAll(int fd, std::vector<iovec> iov);
+// Reads exactly the bytes `iov` describes, straight into those buffers.
+absl::Status ReadFullV(int fd, std::vector<iovec> iov);
 absl::Status WriteFrame(int fd, const Message& message);
 
 struct Frame {
