@@ -86,10 +86,9 @@ double TransferOnce(KvSender& sender, KvReceiver& receiver, ReservationTable& ta
   spec.on_done = [&done](absl::Status status, int32_t) { done.set_value(status); };
   uint64_t id = table.Add(std::move(spec));
   auto start = Clock::now();
-  auto transfer = sender.Begin("127.0.0.1", receiver.port(),
-                               BeginMessage{id, table.epoch(), setup.layers, setup.blocks,
-                                            setup.layer_block_bytes, 0});
-  auto begun = Clock::now();
+  auto transfer = sender.Begin(
+      "127.0.0.1", receiver.port(),
+      BeginMessage{id, table.epoch(), setup.layers, setup.blocks, setup.layer_block_bytes, 0});
   if (!transfer.ok()) {
     std::fprintf(stderr, "begin failed: %s\n", transfer.status().ToString().c_str());
     std::exit(1);
@@ -101,12 +100,9 @@ double TransferOnce(KvSender& sender, KvReceiver& receiver, ReservationTable& ta
     }
     (*transfer)->SendLayer(l, std::move(blocks));
   }
-  auto enqueued = Clock::now();
   absl::Status status = (*transfer)->Finish(1);
-  auto finished = Clock::now();
   absl::Status received = done.get_future().get();
   auto end = Clock::now();
-  if (std::getenv("KV_BENCH_PHASES")) std::fprintf(stderr, "begin %.0f enqueue %.0f finish %.0f done %.0f us\n", Seconds(start, begun)*1e6, Seconds(begun, enqueued)*1e6, Seconds(enqueued, finished)*1e6, Seconds(finished, end)*1e6);
   if (!status.ok() || !received.ok()) {
     std::fprintf(stderr, "transfer failed: %s / %s\n", status.ToString().c_str(),
                  received.ToString().c_str());
@@ -155,8 +151,8 @@ double Best(int repeats, F f) {
 
 int Main(int argc, char** argv) {
   bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  std::vector<uint64_t> sizes_mib = quick ? std::vector<uint64_t>{1, 64}
-                                          : std::vector<uint64_t>{1, 16, 64, 256, 1024};
+  std::vector<uint64_t> sizes_mib =
+      quick ? std::vector<uint64_t>{1, 64} : std::vector<uint64_t>{1, 16, 64, 256, 1024};
   const uint64_t max_bytes = sizes_mib.back() << 20;
   auto segment = SharedSegment::Create(max_bytes);
   if (!segment.ok()) {
@@ -178,8 +174,8 @@ int Main(int argc, char** argv) {
   KvSender shm_sender({.token = kToken, .epoch = 1, .transport = Transport::kSharedMemory});
   KvSender tcp_sender({.token = kToken, .epoch = 2, .transport = Transport::kTcp});
 
-  std::printf("%-10s %12s %12s %8s %12s %12s %8s\n", "size", "memcpy GB/s", "shm GB/s",
-              "ratio", "socket GB/s", "tcp GB/s", "ratio");
+  std::printf("%-10s %12s %12s %8s %12s %12s %8s\n", "size", "memcpy GB/s", "shm GB/s", "ratio",
+              "socket GB/s", "tcp GB/s", "ratio");
   for (uint64_t mib : sizes_mib) {
     // 32 layers of 128 KiB per block: the size of one 16-token block of a Llama-3-8B layer
     // (8 KV heads x 128 dims x 2 (K,V) x 2 bytes x 16 tokens = 64 KiB) doubled for fewer frames.
@@ -199,9 +195,8 @@ int Main(int argc, char** argv) {
                           source);
     });
     std::printf("%-7llu MiB %12.2f %12.2f %8.2f %12.2f %12.2f %8.2f\n",
-                static_cast<unsigned long long>(mib), bytes / memcpy_s / 1e9,
-                bytes / shm_s / 1e9, memcpy_s / shm_s, bytes / socket_s / 1e9,
-                bytes / tcp_s / 1e9, socket_s / tcp_s);
+                static_cast<unsigned long long>(mib), bytes / memcpy_s / 1e9, bytes / shm_s / 1e9,
+                memcpy_s / shm_s, bytes / socket_s / 1e9, bytes / tcp_s / 1e9, socket_s / tcp_s);
   }
 
   // One block of a Qwen2.5-0.5B-shaped model: 24 layers x (2 KV heads x 64 dims x 2 x 2 bytes x
@@ -211,10 +206,10 @@ int Main(int argc, char** argv) {
     KvSender& sender = shared ? shm_sender : tcp_sender;
     std::vector<double> latencies;
     for (int i = 0; i < 2000; ++i) {
-      latencies.push_back(TransferOnce(sender, **receiver, table,
-                                       shared ? (*segment)->data() + SharedSegment::kHeaderBytes
-                                              : heap_target.data(),
-                                       SharedSegment::kHeaderBytes, shared, one_block, source));
+      latencies.push_back(TransferOnce(
+          sender, **receiver, table,
+          shared ? (*segment)->data() + SharedSegment::kHeaderBytes : heap_target.data(),
+          SharedSegment::kHeaderBytes, shared, one_block, source));
     }
     std::sort(latencies.begin(), latencies.end());
     std::printf("one-block transfer (%s, 24 layers x 8 KiB): p50 %.1f us, p99 %.1f us\n",
