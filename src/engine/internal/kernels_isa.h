@@ -1,0 +1,56 @@
+// Per-ISA kernel entry points behind kernels.h (internal).
+#pragma once
+
+#include <cstdint>
+
+namespace tandem::engine::internal {
+
+// out[t * out_stride] = dot(row, x + t * x_stride) for t in [0, n), row of `cols` elements.
+using RowDotsFn = void (*)(const uint8_t* row, int64_t cols, const float* x, int64_t x_stride,
+                           int64_t n, float* out, int64_t out_stride);
+using DotFn = float (*)(const float* a, const float* b, int64_t n);
+using AxpyFn = void (*)(float alpha, const float* x, float* y, int64_t n);
+using ToF32Fn = void (*)(const uint8_t* row, int64_t cols, float* out);
+using ExpFn = void (*)(float* x, int64_t n);
+using SiluMulFn = void (*)(float* gate, const float* up, int64_t n);
+
+struct IsaKernels {
+  RowDotsFn f32 = nullptr;
+  RowDotsFn bf16 = nullptr;
+  RowDotsFn f16 = nullptr;
+  RowDotsFn q8_0 = nullptr;
+  DotFn dot = nullptr;
+  AxpyFn axpy = nullptr;
+  ToF32Fn bf16_to_f32 = nullptr;
+  ToF32Fn q8_0_to_f32 = nullptr;
+  ExpFn exp = nullptr;           // x[i] = e^x[i], relative error < 2e-7
+  SiluMulFn silu_mul = nullptr;  // gate[i] = silu(gate[i]) * up[i]
+  void (*block_scores)(const float* keys_t, int64_t stride, int64_t slots, const float* q,
+                       int64_t dims, float* scores) = nullptr;
+  void (*block_accumulate)(const float* values, int64_t slots, const float* weights, int64_t dims,
+                           float* out) = nullptr;
+};
+
+// Kernels with activations rounded to the weights' precision (null where the CPU lacks them).
+struct LowPrecisionKernels {
+  void (*f32_to_bf16)(const float* x, int64_t n, uint16_t* out) = nullptr;
+  // `nrows` consecutive weight rows (row_bytes apart) against n inputs; out[t * out_stride + r].
+  void (*bf16_dots)(const uint8_t* rows, int64_t row_bytes, int64_t nrows, int64_t cols,
+                    const uint16_t* x, int64_t x_stride, int64_t n, float* out,
+                    int64_t out_stride) = nullptr;
+  // One Q8_0 row of `cols` values as BF16.
+  void (*q8_to_bf16)(const uint8_t* row, int64_t cols, uint16_t* out) = nullptr;
+  // One row of `cols` floats -> cols int8 values and cols / 32 scales.
+  void (*quantize_q8)(const float* x, int64_t cols, int8_t* values, float* scales) = nullptr;
+  // x rows are `cols` values and cols / 32 scales apart.
+  void (*q8_dots)(const uint8_t* rows, int64_t row_bytes, int64_t nrows, int64_t cols,
+                  const int8_t* x_values, const float* x_scales, int64_t n, float* out,
+                  int64_t out_stride) = nullptr;
+};
+
+IsaKernels ScalarKernels();
+LowPrecisionKernels Avx512LowPrecisionKernels(bool bf16, bool vnni);
+IsaKernels Avx2Kernels();
+IsaKernels Avx512Kernels();
+
+}  // namespace tandem::engine::internal

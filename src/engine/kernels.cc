@@ -1,0 +1,235 @@
+#include "engine/kernels.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <mutex>
+#include <vector>
+
+#include "engine/cpu_features.h"
+#include "engine/internal/kernels_isa.h"
+
+namespace tandem::engine {
+namespace {
+
+const internal::IsaKernels& Kernels() {
+  static const internal::IsaKernels kernels = [] {
+    switch (ActiveIsaTier()) {
+      case IsaTier::kAvx512:
+        return internal::Avx512Kernels();
+      case IsaTier::kAvx2:
+        return internal::Avx2Kernels();
+      default:
+        return internal::ScalarKernels();
+    }
+  }();
+  return kernels;
+}
+
+const internal::LowPrecisionKernels& LowPrecision() {
+  static const internal::LowPrecisionKernels kernels = [] {
+    if (ActiveIsaTier() != IsaTier::kAvx512) return internal::LowPrecisionKernels{};
+    const CpuFeatures& f = GetCpuFeatures();
+    return internal::Avx512LowPrecisionKernels(f.avx512bf16, f.avx512vnni);
+  }();
+  return kernels;
+}
+
+// OpenBLAS runs single-threaded inside our pool's tiles; set once, before the first call.
+void EnsureBlasSingleThreaded() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+// Types without a row kernel of their own go through a per-row dequantization to F32.
+void DequantizedRowDots(const WeightMatrix& w, int64_t row, const float* x, int64_t n, float* out,
+                        int64_t out_stride) {
+  thread_local std::vector<float> buffer;
+  buffer.resize(w.cols);
+  DequantizeWeightRow(w, row, buffer.data());
+  Kernels().f32(reinterpret_cast<const uint8_t*>(buffer.data()), w.cols, x, w.cols, n, out,
+                out_stride);
+}
+
+// Writes rows [begin, end) of `w` as F32 into `out` (row-major, w.cols per row).
+void DequantizeRows(const WeightMatrix& w, int64_t begin, int64_t end, float* out) {
+  const internal::IsaKernels& k = Kernels();
+  for (int64_t r = begin; r < end; ++r) {
+    float* dst = out + (r - begin) * w.cols;
+    switch (w.type) {
+      case WeightType::kBF16:
+        k.bf16_to_f32(w.row(r), w.cols, dst);
+        break;
+      case WeightType::kQ8_0:
+        k.q8_0_to_f32(w.row(r), w.cols, dst);
+        break;
+      default:
+        DequantizeWeightRow(w, r, dst);
+        break;
+    }
+  }
+}
+
+}  // namespace
+
+float DotF32(const float* a, const float* b, int64_t n) { return Kernels().dot(a, b, n); }
+void AxpyF32(float alpha, const float* x, float* y, int64_t n) { Kernels().axpy(alpha, x, y, n); }
+void ExpF32(float* x, int64_t n) { Kernels().exp(x, n); }
+void BlockScoresF32(const float* keys_t, int64_t stride, int64_t slots, const float* q,
+                    int64_t dims, float* scores) {
+  Kernels().block_scores(keys_t, stride, slots, q, dims, scores);
+}
+void BlockAccumulateF32(const float* values, int64_t slots, const float* weights, int64_t dims,
+                        float* out) {
+  Kernels().block_accumulate(values, slots, weights, dims, out);
+}
+void SiluMulF32(float* gate, const float* up, int64_t n) { Kernels().silu_mul(gate, up, n); }
+
+void MatMulRowKernels(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n,
+                      float* out) {
+  const internal::IsaKernels& k = Kernels();
+  internal::RowDotsFn fn = nullptr;
+  switch (w.type) {
+    case WeightType::kF32:
+      fn = k.f32;
+      break;
+    case WeightType::kBF16:
+      fn = k.bf16;
+      break;
+    case WeightType::kF16:
+      fn = k.f16;
+      break;
+    case WeightType::kQ8_0:
+      fn = k.q8_0;
+      break;
+    default:
+      break;
+  }
+  // Rows per chunk: enough work per chunk that the hand-off cost stays small.
+  const int64_t grain = std::max<int64_t>(8, 16384 / std::max<int64_t>(1, w.cols));
+  pool.ParallelFor(w.rows, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      if (fn != nullptr) {
+        fn(w.row(r), w.cols, x, w.cols, n, out + r, w.rows);
+      } else {
+        DequantizedRowDots(w, r, x, n, out + r, w.rows);
+      }
+    }
+  });
+}
+
+void MatMulGemm(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n, float* out) {
+  EnsureBlasSingleThreaded();
+  // Tiles of weight rows small enough to stay in L2 once dequantized.
+  const int64_t tile = std::clamp<int64_t>((256 * 1024) / (w.cols * 4), 16, 256) / 16 * 16;
+  const int64_t tiles = (w.rows + tile - 1) / tile;
+  pool.ParallelFor(tiles, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> buffer;
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t r0 = t * tile;
+      const int64_t r1 = std::min(w.rows, r0 + tile);
+      const float* b;
+      if (w.type == WeightType::kF32) {
+        b = reinterpret_cast<const float*>(w.row(r0));
+      } else {
+        buffer.resize(tile * w.cols);
+        DequantizeRows(w, r0, r1, buffer.data());
+        b = buffer.data();
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n),
+                  static_cast<int>(r1 - r0), static_cast<int>(w.cols), 1.0f, x,
+                  static_cast<int>(w.cols), b, static_cast<int>(w.cols), 0.0f, out + r0,
+                  static_cast<int>(w.rows));
+    }
+  });
+}
+
+bool HasLowPrecisionPath(WeightType type) {
+  return (type == WeightType::kBF16 && LowPrecision().bf16_dots != nullptr) ||
+         (type == WeightType::kQ8_0 &&
+          (LowPrecision().q8_to_bf16 != nullptr || LowPrecision().q8_dots != nullptr));
+}
+
+void MatMulLowPrecision(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n,
+                        float* out) {
+  const internal::LowPrecisionKernels& k = LowPrecision();
+  // Row chunks in multiples of the kernels' 4-row tiles.
+  const int64_t grain = std::max<int64_t>(8, 16384 / std::max<int64_t>(1, w.cols)) / 4 * 4;
+  if (w.type == WeightType::kBF16 && k.bf16_dots != nullptr) {
+    thread_local std::vector<uint16_t> xb;
+    xb.resize(n * w.cols);
+    for (int64_t i = 0; i < n; ++i) k.f32_to_bf16(x + i * w.cols, w.cols, xb.data() + i * w.cols);
+    // Workers see their own thread_local objects: hand them this thread's buffer by pointer.
+    const uint16_t* converted = xb.data();
+    pool.ParallelFor(w.rows, grain, [&](int64_t begin, int64_t end) {
+      k.bf16_dots(w.row(begin), w.row_bytes(), end - begin, w.cols, converted, w.cols, n,
+                  out + begin, w.rows);
+    });
+    return;
+  }
+  // Single-token decode is bound by memory and by the per-weight work: there the int8 kernel's
+  // shorter instruction sequence wins; from a few rows on, BF16 tiles do.
+  const bool prefer_int8 = n < kQ8Int8MaxRows && k.q8_dots != nullptr;
+  if (w.type == WeightType::kQ8_0 && k.q8_to_bf16 != nullptr && !prefer_int8) {
+    // Q8_0 through the BF16 kernel: each 4-row tile is widened to BF16 in L1 once and then used
+    // by every input row. vdpbf16ps multiplies twice as fast as the int8 path's
+    // dot-scale-convert sequence, and one kernel serves every batch size.
+    thread_local std::vector<uint16_t> xb;
+    xb.resize(n * w.cols);
+    for (int64_t i = 0; i < n; ++i) k.f32_to_bf16(x + i * w.cols, w.cols, xb.data() + i * w.cols);
+    const uint16_t* converted = xb.data();
+    pool.ParallelFor(w.rows, grain, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<uint16_t> tile;
+      tile.resize(4 * w.cols);
+      for (int64_t r = begin; r < end; r += 4) {
+        const int64_t rows = std::min<int64_t>(4, end - r);
+        for (int64_t i = 0; i < rows; ++i)
+          k.q8_to_bf16(w.row(r + i), w.cols, tile.data() + i * w.cols);
+        k.bf16_dots(reinterpret_cast<const uint8_t*>(tile.data()), w.cols * 2, rows, w.cols,
+                    converted, w.cols, n, out + r, w.rows);
+      }
+    });
+    return;
+  }
+  if (w.type == WeightType::kQ8_0 && k.q8_dots != nullptr) {
+    thread_local std::vector<int8_t> values;
+    thread_local std::vector<float> scales;
+    values.resize(n * w.cols);
+    scales.resize(n * (w.cols / 32));
+    for (int64_t i = 0; i < n; ++i) {
+      k.quantize_q8(x + i * w.cols, w.cols, values.data() + i * w.cols,
+                    scales.data() + i * (w.cols / 32));
+    }
+    const int8_t* quantized = values.data();
+    const float* block_scales = scales.data();
+    pool.ParallelFor(w.rows, grain, [&](int64_t begin, int64_t end) {
+      k.q8_dots(w.row(begin), w.row_bytes(), end - begin, w.cols, quantized, block_scales, n,
+                out + begin, w.rows);
+    });
+    return;
+  }
+  MatMulRowKernels(pool, w, x, n, out);
+}
+
+void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n, float* out) {
+  if (HasLowPrecisionPath(w.type)) {
+    // One kernel for every batch size: faster than sgemm even for prefill, and an output's
+    // arithmetic never depends on what else is in the batch.
+    MatMulLowPrecision(pool, w, x, n, out);
+  } else if (n >= kGemmMinRows) {
+    MatMulGemm(pool, w, x, n, out);
+  } else {
+    MatMulRowKernels(pool, w, x, n, out);
+  }
+}
+
+void SgemmPeakProbe(int threads, int64_t m, int64_t n, int64_t k, const float* a, const float* b,
+                    float* c) {
+  openblas_set_num_threads(threads);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+              static_cast<int>(k), 1.0f, a, static_cast<int>(k), b, static_cast<int>(n), 0.0f, c,
+              static_cast<int>(n));
+  openblas_set_num_threads(1);
+}
+
+}  // namespace tandem::engine

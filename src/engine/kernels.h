@@ -1,0 +1,70 @@
+// The engine's CPU kernels: weight-matrix products for every supported weight type, with the
+// instruction-set path chosen at run time (cpu_features.h), and the small dense helpers of the
+// forward pass.
+//
+// MatMul computes out[i][r] = sum_c x[i][c] * W[r][c] for n input rows x (activations, F32):
+//   - BF16 and Q8_0 weights on CPUs with AVX512-BF16: the activations are rounded to BF16 and
+//     multiplied with vdpbf16ps (Q8_0 rows are widened to BF16 tile by tile in L1), for every
+//     batch size. Twice the arithmetic rate of F32 FMA, so both batched decode and prefill gain;
+//     and each output is computed in the same order whatever else is in the batch, so results
+//     do not depend on batching. Q8_0 with 1-3 input rows (single-sequence decode, bound by
+//     memory and per-weight work) runs on an int8 AVX512-VNNI kernel instead, as it does on CPUs
+//     with VNNI but no BF16.
+//   - otherwise, few rows (decode batches): own kernels that stream each weight row once and
+//     dot it with every input row (BF16/F16 widened in registers, Q8_0 scaled per block);
+//   - otherwise, many rows (prefill): tiles of W are dequantized to F32 and multiplied with
+//     OpenBLAS sgemm (one tile per pool thread, OpenBLAS single-threaded inside).
+// F16, Q4_K and Q6_K take the F32 paths through dequantization.
+//
+//   ThreadPool pool;
+//   MatMul(pool, w, x.data(), /*n=*/tokens, out.data());
+//
+// Thread-safety: stateless; MatMul uses `pool` and must not be called concurrently on one pool.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/thread_pool.h"
+#include "engine/weight_types.h"
+
+namespace tandem::engine {
+
+// Input rows at which MatMul switches from row kernels to the tiled sgemm path.
+inline constexpr int64_t kGemmMinRows = 12;
+// Q8_0 with fewer input rows than this uses the int8 (VNNI) kernel where there is one.
+inline constexpr int64_t kQ8Int8MaxRows = 4;
+
+void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n, float* out);
+
+// The same, forcing one path (benchmarks and tests compare them).
+void MatMulRowKernels(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n,
+                      float* out);
+void MatMulGemm(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n, float* out);
+// The narrow-precision path (falls back to MatMulRowKernels where the CPU lacks it) and whether
+// this CPU has one for `type`.
+void MatMulLowPrecision(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n,
+                        float* out);
+bool HasLowPrecisionPath(WeightType type);
+
+// Plain F32 GEMM through OpenBLAS on all pool threads: C[m x n] = A[m x k] * B[k x n], row-major.
+// Used to measure the machine's matrix-multiply peak.
+void SgemmPeakProbe(int threads, int64_t m, int64_t n, int64_t k, const float* a, const float* b,
+                    float* c);
+
+// Dot product of two F32 vectors on the best ISA path.
+float DotF32(const float* a, const float* b, int64_t n);
+// y += alpha * x on the best ISA path.
+void AxpyF32(float alpha, const float* x, float* y, int64_t n);
+// Attention over one KV block (docs/kv-layout.md): scores[j] = dot(q, key j) for keys stored
+// transposed ([dim][slot], `stride` slots per dim), and out += sum_j weights[j] * value j for
+// values stored [slot][dim].
+void BlockScoresF32(const float* keys_t, int64_t stride, int64_t slots, const float* q,
+                    int64_t dims, float* scores);
+void BlockAccumulateF32(const float* values, int64_t slots, const float* weights, int64_t dims,
+                        float* out);
+// x[i] = e^x[i] (relative error below 2e-7).
+void ExpF32(float* x, int64_t n);
+// gate[i] = silu(gate[i]) * up[i], the SwiGLU activation.
+void SiluMulF32(float* gate, const float* up, int64_t n);
+
+}  // namespace tandem::engine

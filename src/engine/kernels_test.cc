@@ -1,0 +1,284 @@
+#include "engine/kernels.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "engine/cpu_features.h"
+#include "engine/internal/kernels_isa.h"
+#include "engine/sampling.h"
+#include "gtest/gtest.h"
+
+namespace tandem::engine {
+namespace {
+
+constexpr uint64_t kSeed = 99;
+
+std::vector<float> RandomFloats(int64_t n, Random& random) {
+  std::vector<float> values(n);
+  for (float& v : values) v = static_cast<float>(2 * random.Uniform() - 1);
+  return values;
+}
+
+struct Matrix {
+  std::vector<uint8_t> bytes;
+  WeightMatrix view;
+};
+Matrix MakeMatrix(WeightType type, int64_t rows, int64_t cols, Random& random) {
+  Matrix m;
+  m.bytes.resize(rows * WeightRowBytes(type, cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<float> row = RandomFloats(cols, random);
+    EXPECT_TRUE(
+        QuantizeRow(type, row.data(), cols, m.bytes.data() + r * WeightRowBytes(type, cols)).ok());
+  }
+  m.view = {.data = m.bytes.data(), .type = type, .rows = rows, .cols = cols};
+  return m;
+}
+
+// out[i][r] in double from the dequantized weights.
+std::vector<double> Reference(const WeightMatrix& w, const std::vector<float>& x, int64_t n) {
+  std::vector<double> out(n * w.rows);
+  std::vector<float> row(w.cols);
+  for (int64_t r = 0; r < w.rows; ++r) {
+    DequantizeWeightRow(w, r, row.data());
+    for (int64_t i = 0; i < n; ++i) {
+      double sum = 0;
+      for (int64_t c = 0; c < w.cols; ++c) sum += double(row[c]) * x[i * w.cols + c];
+      out[i * w.rows + r] = sum;
+    }
+  }
+  return out;
+}
+
+TEST(WeightTypesTest, ConversionsRoundTrip) {
+  EXPECT_EQ(F16ToF32(0x3c00), 1.0f);
+  EXPECT_EQ(F16ToF32(0xc000), -2.0f);
+  EXPECT_EQ(F16ToF32(0x0001), std::ldexp(1.0f, -24));
+  EXPECT_EQ(F32ToF16(1.0f), 0x3c00);
+  EXPECT_EQ(F32ToF16(65504.0f), 0x7bff);
+  EXPECT_EQ(F32ToF16(1e6f), 0x7c00);
+  EXPECT_EQ(F32ToF16(std::ldexp(1.0f, -24)), 0x0001);
+  for (uint32_t bits = 0; bits < 0x7c00; bits += 7) {
+    EXPECT_EQ(F32ToF16(F16ToF32(bits)), bits) << bits;
+  }
+  EXPECT_EQ(Bf16ToF32(F32ToBf16(1.5f)), 1.5f);
+  EXPECT_EQ(F32ToBf16(1.00390625f), 0x3f80);  // ties to even
+  EXPECT_TRUE(std::isnan(Bf16ToF32(F32ToBf16(NAN))));
+  EXPECT_EQ(*ParseWeightType("q8_0"), WeightType::kQ8_0);
+  EXPECT_FALSE(ParseWeightType("q5_1").ok());
+}
+
+TEST(WeightTypesTest, Q4KAndQ6KDequantizeAsGgufDefines) {
+  // Q4_K: d = 1, dmin = 0.5; sub-blocks 0-3 scale 2 min 1, sub-blocks 4-7 scale 3 min 1;
+  // every byte of qs = 0x21 (low nibble 1, high nibble 2).
+  std::vector<uint8_t> q4(144);
+  uint16_t d = 0x3c00, dmin = 0x3800;
+  std::memcpy(q4.data(), &d, 2);
+  std::memcpy(q4.data() + 2, &dmin, 2);
+  for (int j = 0; j < 4; ++j) q4[4 + j] = 2;
+  for (int j = 4; j < 8; ++j) q4[4 + j] = 1;
+  for (int j = 8; j < 12; ++j) q4[4 + j] = 0x13;
+  for (int i = 16; i < 144; ++i) q4[i] = 0x21;
+  std::vector<float> out(256);
+  DequantizeWeightRow({.data = q4.data(), .type = WeightType::kQ4_K, .rows = 1, .cols = 256}, 0,
+                      out.data());
+  EXPECT_EQ(out[0], 1.5f);   // 2*1 - 0.5
+  EXPECT_EQ(out[32], 3.5f);  // 2*2 - 0.5
+  EXPECT_EQ(out[64], 1.5f);
+  EXPECT_EQ(out[128], 2.5f);  // 3*1 - 0.5
+  EXPECT_EQ(out[160], 5.5f);  // 3*2 - 0.5
+  // Q6_K: d = 1, all scales 1 except scales[0] = 2, quants 0 (-32) except ql[0] = 5.
+  std::vector<uint8_t> q6(210, 0);
+  for (int i = 0; i < 16; ++i) q6[192 + i] = 1;
+  q6[192] = 2;
+  q6[0] = 5;
+  std::memcpy(q6.data() + 208, &d, 2);
+  DequantizeWeightRow({.data = q6.data(), .type = WeightType::kQ6_K, .rows = 1, .cols = 256}, 0,
+                      out.data());
+  EXPECT_EQ(out[0], -54.0f);  // 2 * (5 - 32)
+  EXPECT_EQ(out[1], -64.0f);
+  EXPECT_EQ(out[16], -32.0f);
+  EXPECT_EQ(out[64], -32.0f);
+}
+
+TEST(KernelsTest, EveryIsaPathMatchesTheReference) {
+  SCOPED_TRACE(testing::Message() << "seed " << kSeed);
+  Random random(kSeed);
+  std::vector<std::pair<std::string, internal::IsaKernels>> paths = {
+      {"scalar", internal::ScalarKernels()}};
+  const CpuFeatures& f = GetCpuFeatures();
+  if (f.avx2 && f.fma && f.f16c) paths.push_back({"avx2", internal::Avx2Kernels()});
+  if (ActiveIsaTier() == IsaTier::kAvx512) paths.push_back({"avx512", internal::Avx512Kernels()});
+  const int64_t cols = 96 + 32;  // exercises the 2x-unrolled loop, the single step and no tail
+  for (WeightType type :
+       {WeightType::kF32, WeightType::kF16, WeightType::kBF16, WeightType::kQ8_0}) {
+    Matrix m = MakeMatrix(type, 3, cols, random);
+    for (int64_t n : {1, 2, 3, 4, 7}) {
+      std::vector<float> x = RandomFloats(n * cols, random);
+      std::vector<double> expected = Reference(m.view, x, n);
+      for (auto& [name, k] : paths) {
+        internal::RowDotsFn fn = type == WeightType::kF32    ? k.f32
+                                 : type == WeightType::kF16  ? k.f16
+                                 : type == WeightType::kBF16 ? k.bf16
+                                                             : k.q8_0;
+        std::vector<float> out(n * 3);
+        for (int64_t r = 0; r < 3; ++r)
+          fn(m.view.row(r), cols, x.data(), cols, n, out.data() + r, 3);
+        for (int64_t i = 0; i < n * 3; ++i) {
+          ASSERT_NEAR(out[i], expected[i], 1e-4)
+              << name << " " << WeightTypeName(type) << " n=" << n;
+        }
+      }
+    }
+  }
+  std::vector<float> a = RandomFloats(37, random), b = RandomFloats(37, random);
+  double dot = 0;
+  for (int i = 0; i < 37; ++i) dot += double(a[i]) * b[i];
+  for (auto& [name, k] : paths) {
+    EXPECT_NEAR(k.dot(a.data(), b.data(), 37), dot, 1e-5) << name;
+    std::vector<float> y = b;
+    k.axpy(0.5f, a.data(), y.data(), 37);
+    for (int i = 0; i < 37; ++i) EXPECT_FLOAT_EQ(y[i], b[i] + 0.5f * a[i]) << name;
+    std::vector<float> converted(cols), dequantized(cols);
+    Matrix q8 = MakeMatrix(WeightType::kQ8_0, 1, cols, random);
+    k.q8_0_to_f32(q8.view.row(0), cols, converted.data());
+    DequantizeWeightRow(q8.view, 0, dequantized.data());
+    EXPECT_EQ(converted, dequantized) << name;
+  }
+}
+
+TEST(KernelsTest, MatMulPathsAgreeForEveryType) {
+  SCOPED_TRACE(testing::Message() << "seed " << kSeed);
+  Random random(kSeed + 1);
+  ThreadPool pool(2);
+  for (WeightType type :
+       {WeightType::kF32, WeightType::kF16, WeightType::kBF16, WeightType::kQ8_0}) {
+    Matrix m = MakeMatrix(type, 70, 256, random);
+    for (int64_t n : {1, 5, 20}) {
+      std::vector<float> x = RandomFloats(n * 256, random);
+      std::vector<double> expected = Reference(m.view, x, n);
+      std::vector<float> rows(n * 70), gemm(n * 70), chosen(n * 70);
+      MatMulRowKernels(pool, m.view, x.data(), n, rows.data());
+      MatMulGemm(pool, m.view, x.data(), n, gemm.data());
+      MatMul(pool, m.view, x.data(), n, chosen.data());
+      for (int64_t i = 0; i < n * 70; ++i) {
+        ASSERT_NEAR(rows[i], expected[i], 2e-4) << WeightTypeName(type) << " n=" << n;
+        ASSERT_NEAR(gemm[i], expected[i], 2e-4) << WeightTypeName(type) << " n=" << n;
+        ASSERT_NEAR(chosen[i], expected[i], HasLowPrecisionPath(type) ? 0.1 : 2e-4);
+      }
+    }
+  }
+}
+
+TEST(KernelsTest, KQuantsGoThroughTheDequantizedPath) {
+  // Random bytes with sane F16 scales: the kernels must agree with DequantizeWeightRow.
+  Random random(kSeed + 2);
+  for (WeightType type : {WeightType::kQ4_K, WeightType::kQ6_K}) {
+    const int64_t rows = 5, cols = 512, row_bytes = WeightRowBytes(type, cols);
+    std::vector<uint8_t> bytes(rows * row_bytes);
+    for (uint8_t& b : bytes) b = static_cast<uint8_t>(random.Next());
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t blk = 0; blk < cols / 256; ++blk) {
+        uint8_t* block = bytes.data() + r * row_bytes + blk * WeightBlockBytes(type);
+        uint16_t scale = F32ToF16(0.01f);
+        if (type == WeightType::kQ4_K) {
+          std::memcpy(block, &scale, 2);
+          std::memcpy(block + 2, &scale, 2);
+        } else {
+          std::memcpy(block + 208, &scale, 2);
+        }
+      }
+    }
+    WeightMatrix w{.data = bytes.data(), .type = type, .rows = rows, .cols = cols};
+    std::vector<float> x = RandomFloats(2 * cols, random);
+    std::vector<double> expected = Reference(w, x, 2);
+    std::vector<float> out(2 * rows);
+    ThreadPool pool(1);
+    MatMul(pool, w, x.data(), 2, out.data());
+    for (int64_t i = 0; i < 2 * rows; ++i) EXPECT_NEAR(out[i], expected[i], 1e-3);
+  }
+}
+
+TEST(ThreadPoolTest, CoversEveryIndexOnce) {
+  ThreadPool pool(3);
+  EXPECT_EQ(pool.num_threads(), 3);
+  std::vector<int> hits(1000);
+  for (int round = 0; round < 20; ++round) {
+    pool.ParallelFor(1000, 7, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) ++hits[i];
+    });
+  }
+  for (int h : hits) ASSERT_EQ(h, 20);
+}
+
+TEST(CpuFeaturesTest, ListsScalarLast) {
+  std::vector<std::string> paths = EnabledIsaPaths();
+  ASSERT_FALSE(paths.empty());
+  EXPECT_EQ(paths.back(), "scalar");
+}
+
+}  // namespace
+}  // namespace tandem::engine
+
+namespace tandem::engine {
+namespace {
+
+TEST(KernelsTest, LowPrecisionPathsStayCloseToTheReference) {
+  SCOPED_TRACE(testing::Message() << "seed " << kSeed);
+  Random random(kSeed + 3);
+  ThreadPool pool(2);
+  for (WeightType type : {WeightType::kBF16, WeightType::kQ8_0}) {
+    if (!HasLowPrecisionPath(type)) {
+      GTEST_LOG_(INFO) << "no narrow-precision path for " << WeightTypeName(type) << " here";
+      continue;
+    }
+    Matrix m = MakeMatrix(type, 33, 256 + 64, random);
+    for (int64_t n : {1, 3, 4, 9, 40}) {
+      std::vector<float> x = RandomFloats(n * m.view.cols, random);
+      std::vector<double> expected = Reference(m.view, x, n);
+      std::vector<float> out(n * 33), again(n * 33);
+      MatMulLowPrecision(pool, m.view, x.data(), n, out.data());
+      for (int64_t i = 0; i < n * 33; ++i) {
+        // Rounding the activations (BF16: 2^-9 relative, Q8: 1/254 of the block maximum) moves
+        // a 320-term dot product by a few hundredths; a wrong kernel is off by whole units.
+        ASSERT_NEAR(out[i], expected[i], 0.1 + 0.01 * std::fabs(expected[i]))
+            << WeightTypeName(type) << " n=" << n;
+      }
+      // Each output's arithmetic does not depend on how many rows share the call (for Q8_0,
+      // within the BF16 regime of kQ8Int8MaxRows rows and more).
+      const int64_t first = type == WeightType::kQ8_0 ? kQ8Int8MaxRows : 1;
+      if (n < 2 * first) continue;
+      MatMulLowPrecision(pool, m.view, x.data(), first, again.data());
+      MatMulLowPrecision(pool, m.view, x.data() + first * m.view.cols, n - first,
+                         again.data() + first * 33);
+      EXPECT_EQ(out, again) << WeightTypeName(type) << " n=" << n;
+    }
+  }
+}
+
+// The int8 Q8_0 path serves CPUs with AVX512-VNNI but no AVX512-BF16; exercise it directly.
+TEST(KernelsTest, Q8Int8PathMatchesTheReference) {
+  const CpuFeatures& f = GetCpuFeatures();
+  if (ActiveIsaTier() != IsaTier::kAvx512 || !f.avx512vnni) GTEST_SKIP() << "no AVX512-VNNI";
+  internal::LowPrecisionKernels k = internal::Avx512LowPrecisionKernels(false, true);
+  Random random(kSeed + 4);
+  Matrix m = MakeMatrix(WeightType::kQ8_0, 9, 256, random);
+  for (int64_t n : {1, 2, 5}) {
+    std::vector<float> x = RandomFloats(n * 256, random);
+    std::vector<double> expected = Reference(m.view, x, n);
+    std::vector<int8_t> values(n * 256);
+    std::vector<float> scales(n * 8), out(n * 9);
+    for (int64_t i = 0; i < n; ++i) {
+      k.quantize_q8(x.data() + i * 256, 256, values.data() + i * 256, scales.data() + i * 8);
+    }
+    k.q8_dots(m.view.row(0), m.view.row_bytes(), 9, 256, values.data(), scales.data(), n,
+              out.data(), 9);
+    for (int64_t i = 0; i < n * 9; ++i) {
+      ASSERT_NEAR(out[i], expected[i], 0.1 + 0.01 * std::fabs(expected[i])) << "n=" << n;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tandem::engine

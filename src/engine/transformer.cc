@@ -1,0 +1,354 @@
+#include "engine/transformer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numbers>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "engine/kernels.h"
+
+namespace tandem::engine {
+namespace {
+
+// Rows per MLP slice (see Forward).
+constexpr int64_t kMlpRows = 128;
+
+absl::Status CheckMatrix(const WeightMatrix& m, const std::string& name, int64_t rows,
+                         int64_t cols) {
+  if (m.empty()) return absl::InvalidArgumentError(absl::StrCat("missing weight ", name));
+  if (m.rows != rows || m.cols != cols) {
+    return absl::InvalidArgumentError(absl::StrCat("weight ", name, " has shape [", m.rows, ", ",
+                                                   m.cols, "], expected [", rows, ", ", cols, "]"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> LoadVector(const WeightMatrix& m, const std::string& name,
+                                              int64_t size) {
+  if (m.empty()) return absl::InvalidArgumentError(absl::StrCat("missing weight ", name));
+  if (m.rows * m.cols != size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weight ", name, " has ", m.rows * m.cols, " elements, expected ", size));
+  }
+  std::vector<float> values(size);
+  for (int64_t r = 0; r < m.rows; ++r) DequantizeWeightRow(m, r, values.data() + r * m.cols);
+  return values;
+}
+
+void RmsNorm(const float* x, const float* weight, int64_t n, double eps, float* out) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  const float scale = static_cast<float>(1.0 / std::sqrt(sum / n + eps));
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(const TransformerConfig& c,
+                                                                 const TransformerWeights& w,
+                                                                 ThreadPool* pool) {
+  if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.intermediate_size <= 0 || c.num_layers <= 0 ||
+      c.num_heads <= 0 || c.num_kv_heads <= 0 || c.head_dim <= 0 || c.head_dim % 2 != 0 ||
+      c.max_context <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model config needs positive vocab, hidden, intermediate, layers, heads, kv heads, context "
+        "and an even head dim; got vocab ",
+        c.vocab_size, ", hidden ", c.hidden_size, ", intermediate ", c.intermediate_size,
+        ", layers ", c.num_layers, ", heads ", c.num_heads, ", kv heads ", c.num_kv_heads,
+        ", head dim ", c.head_dim, ", context ", c.max_context));
+  }
+  if (c.num_heads % c.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("attention heads (", c.num_heads,
+                                                   ") must be a multiple of kv heads (",
+                                                   c.num_kv_heads, ")"));
+  }
+  if (static_cast<int64_t>(w.layers.size()) != c.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("model has weights for ", w.layers.size(),
+                                                   " layers, config says ", c.num_layers));
+  }
+  const int64_t h = c.hidden_size, q_dim = c.num_heads * c.head_dim,
+                kv_dim = c.num_kv_heads * c.head_dim, ff = c.intermediate_size;
+  TANDEM_RETURN_IF_ERROR(CheckMatrix(w.token_embedding, "token_embd", c.vocab_size, h));
+  if (!w.lm_head.empty()) TANDEM_RETURN_IF_ERROR(CheckMatrix(w.lm_head, "output", c.vocab_size, h));
+  auto model = std::unique_ptr<Transformer>(new Transformer(c, w, pool));
+  TANDEM_ASSIGN_OR_RETURN(model->output_norm_, LoadVector(w.output_norm, "output_norm", h));
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const LayerWeights& lw = w.layers[l];
+    const std::string p = absl::StrCat("blk.", l, ".");
+    TANDEM_RETURN_IF_ERROR(CheckMatrix(lw.wq, p + "attn_q", q_dim, h));
+    TANDEM_RETURN_IF_ERROR(CheckMatrix(lw.wk, p + "attn_k", kv_dim, h));
+    TANDEM_RETURN_IF_ERROR(CheckMatrix(lw.wv, p + "attn_v", kv_dim, h));
+    TANDEM_RETURN_IF_ERROR(CheckMatrix(lw.wo, p + "attn_output", h, q_dim));
+    TANDEM_RETURN_IF_ERROR(CheckMatrix(lw.w_gate, p + "ffn_gate", ff, h));
+    TANDEM_RETURN_IF_ERROR(CheckMatrix(lw.w_up, p + "ffn_up", ff, h));
+    TANDEM_RETURN_IF_ERROR(CheckMatrix(lw.w_down, p + "ffn_down", h, ff));
+    LayerVectors& v = model->vectors_[l];
+    TANDEM_ASSIGN_OR_RETURN(v.attn_norm, LoadVector(lw.attn_norm, p + "attn_norm", h));
+    TANDEM_ASSIGN_OR_RETURN(v.ffn_norm, LoadVector(lw.ffn_norm, p + "ffn_norm", h));
+    if (c.architecture == Architecture::kQwen2) {
+      TANDEM_ASSIGN_OR_RETURN(v.q_bias, LoadVector(lw.q_bias, p + "attn_q.bias", q_dim));
+      TANDEM_ASSIGN_OR_RETURN(v.k_bias, LoadVector(lw.k_bias, p + "attn_k.bias", kv_dim));
+      TANDEM_ASSIGN_OR_RETURN(v.v_bias, LoadVector(lw.v_bias, p + "attn_v.bias", kv_dim));
+    }
+    if (c.architecture == Architecture::kQwen3) {
+      TANDEM_ASSIGN_OR_RETURN(v.q_norm, LoadVector(lw.q_norm, p + "attn_q_norm", c.head_dim));
+      TANDEM_ASSIGN_OR_RETURN(v.k_norm, LoadVector(lw.k_norm, p + "attn_k_norm", c.head_dim));
+    }
+    for (const WeightMatrix* m :
+         {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) {
+      model->weight_bytes_ += m->bytes();
+    }
+  }
+  model->weight_bytes_ += (w.lm_head.empty() ? w.token_embedding : w.lm_head).bytes();
+  return model;
+}
+
+Transformer::Transformer(const TransformerConfig& config, const TransformerWeights& weights,
+                         ThreadPool* pool)
+    : config_(config), weights_(weights), pool_(pool), vectors_(config.num_layers) {
+  // RoPE inverse frequencies, with the Llama-3 long-context adjustment when configured.
+  const int64_t half = config.head_dim / 2;
+  inverse_frequencies_.resize(half);
+  for (int64_t i = 0; i < half; ++i) {
+    double frequency = 1.0 / std::pow(config.rope_theta, (2.0 * i) / config.head_dim);
+    if (config.rope_linear_factor > 0) frequency /= config.rope_linear_factor;
+    if (config.rope_llama3_scaling) {
+      const double wavelength = 2 * std::numbers::pi / frequency;
+      const double low_wavelength = config.rope_original_context / config.rope_low_freq_factor;
+      const double high_wavelength = config.rope_original_context / config.rope_high_freq_factor;
+      if (wavelength > low_wavelength) {
+        frequency /= config.rope_factor;
+      } else if (wavelength >= high_wavelength) {
+        const double smooth =
+            (config.rope_original_context / wavelength - config.rope_low_freq_factor) /
+            (config.rope_high_freq_factor - config.rope_low_freq_factor);
+        frequency = (1 - smooth) * frequency / config.rope_factor + smooth * frequency;
+      }
+    }
+    inverse_frequencies_[i] = frequency;
+  }
+}
+
+KvLayout Transformer::kv_layout(int block_size) const {
+  return {.num_layers = static_cast<int>(config_.num_layers),
+          .num_kv_heads = static_cast<int>(config_.num_kv_heads),
+          .head_dim = static_cast<int>(config_.head_dim),
+          .block_size = block_size};
+}
+
+int64_t Transformer::LogitRows(std::span<const SequenceChunk> batch) {
+  int64_t rows = 0;
+  for (const SequenceChunk& chunk : batch) {
+    if (chunk.logits == SequenceChunk::Logits::kLast && !chunk.tokens.empty()) rows += 1;
+    if (chunk.logits == SequenceChunk::Logits::kAll) rows += chunk.tokens.size();
+  }
+  return rows;
+}
+
+absl::Status Transformer::Forward(std::span<const SequenceChunk> batch, const BlockPool& kv,
+                                  float* logits, const LayerDoneCallback& on_layer_done) {
+  const TransformerConfig& c = config_;
+  const int bs = kv.layout().block_size;
+  if (kv.layout().num_layers != c.num_layers || kv.layout().num_kv_heads != c.num_kv_heads ||
+      kv.layout().head_dim != c.head_dim) {
+    return absl::InvalidArgumentError("KV pool layout does not match the model");
+  }
+  int64_t total = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const SequenceChunk& chunk = batch[i];
+    const int64_t end = chunk.start + static_cast<int64_t>(chunk.tokens.size());
+    if (chunk.start < 0 || end > c.max_context) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " reaches position ", end,
+                                                     ", past the model's context of ",
+                                                     c.max_context, " tokens"));
+    }
+    if (static_cast<int64_t>(chunk.blocks.size()) * bs < end) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " has ", chunk.blocks.size(),
+                                                     " KV blocks, too few for ", end,
+                                                     " positions"));
+    }
+    for (int32_t token : chunk.tokens) {
+      if (token < 0 || token >= c.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("token id ", token, " is outside the vocabulary [0, ", c.vocab_size, ")"));
+      }
+    }
+    total += static_cast<int64_t>(chunk.tokens.size());
+  }
+  if (total == 0) return absl::OkStatus();
+
+  const int64_t h = c.hidden_size, hd = c.head_dim, half = hd / 2;
+  const int64_t q_dim = c.num_heads * hd, kv_dim = c.num_kv_heads * hd;
+  const int64_t ff = c.intermediate_size;
+  x_.resize(total * h);
+  normed_.resize(total * std::max(h, q_dim));
+  q_.resize(total * q_dim);
+  k_.resize(total * kv_dim);
+  v_.resize(total * kv_dim);
+  attention_.resize(total * q_dim);
+  gate_.resize(std::min(total, kMlpRows) * ff);
+  up_.resize(std::min(total, kMlpRows) * ff);
+  down_.resize(std::min(total, kMlpRows) * h);
+  rope_cos_.resize(total * half);
+  rope_sin_.resize(total * half);
+  positions_.resize(total);
+  row_chunk_.resize(total);
+
+  int64_t row = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    for (size_t t = 0; t < batch[i].tokens.size(); ++t, ++row) {
+      positions_[row] = batch[i].start + static_cast<int64_t>(t);
+      row_chunk_[row] = static_cast<int32_t>(i);
+      DequantizeWeightRow(weights_.token_embedding, batch[i].tokens[t], x_.data() + row * h);
+      for (int64_t d = 0; d < half; ++d) {
+        const double angle = static_cast<double>(positions_[row]) * inverse_frequencies_[d];
+        rope_cos_[row * half + d] = static_cast<float>(std::cos(angle));
+        rope_sin_[row * half + d] = static_cast<float>(std::sin(angle));
+      }
+    }
+  }
+
+  auto rope = [&](float* vec, int64_t r) {
+    const float* cs = rope_cos_.data() + r * half;
+    const float* sn = rope_sin_.data() + r * half;
+    if (c.rope_style == RopeStyle::kHalf) {
+      for (int64_t d = 0; d < half; ++d) {
+        const float a = vec[d], b = vec[d + half];
+        vec[d] = a * cs[d] - b * sn[d];
+        vec[d + half] = b * cs[d] + a * sn[d];
+      }
+    } else {
+      for (int64_t d = 0; d < half; ++d) {
+        const float a = vec[2 * d], b = vec[2 * d + 1];
+        vec[2 * d] = a * cs[d] - b * sn[d];
+        vec[2 * d + 1] = b * cs[d] + a * sn[d];
+      }
+    }
+  };
+
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const LayerWeights& lw = weights_.layers[l];
+    const LayerVectors& lv = vectors_[l];
+    for (int64_t r = 0; r < total; ++r) {
+      RmsNorm(x_.data() + r * h, lv.attn_norm.data(), h, c.rms_norm_eps, normed_.data() + r * h);
+    }
+    MatMul(*pool_, lw.wq, normed_.data(), total, q_.data());
+    MatMul(*pool_, lw.wk, normed_.data(), total, k_.data());
+    MatMul(*pool_, lw.wv, normed_.data(), total, v_.data());
+    for (int64_t r = 0; r < total; ++r) {
+      float* q = q_.data() + r * q_dim;
+      float* k = k_.data() + r * kv_dim;
+      float* v = v_.data() + r * kv_dim;
+      if (!lv.q_bias.empty()) {
+        for (int64_t i = 0; i < q_dim; ++i) q[i] += lv.q_bias[i];
+        for (int64_t i = 0; i < kv_dim; ++i) k[i] += lv.k_bias[i];
+        for (int64_t i = 0; i < kv_dim; ++i) v[i] += lv.v_bias[i];
+      }
+      for (int64_t head = 0; head < c.num_heads; ++head) {
+        if (!lv.q_norm.empty())
+          RmsNorm(q + head * hd, lv.q_norm.data(), hd, c.rms_norm_eps, q + head * hd);
+        rope(q + head * hd, r);
+      }
+      for (int64_t head = 0; head < c.num_kv_heads; ++head) {
+        if (!lv.k_norm.empty())
+          RmsNorm(k + head * hd, lv.k_norm.data(), hd, c.rms_norm_eps, k + head * hd);
+        rope(k + head * hd, r);
+      }
+      // Into the cache: the position's slot in its block, per kv head.
+      const SequenceChunk& chunk = batch[row_chunk_[r]];
+      const BlockId block = chunk.blocks[positions_[r] / bs];
+      const int64_t slot = positions_[r] % bs;
+      for (int64_t head = 0; head < c.num_kv_heads; ++head) {
+        float* keys = kv.Keys(block, l, head);  // transposed: [dim][slot]
+        for (int64_t d = 0; d < hd; ++d) keys[d * bs + slot] = k[head * hd + d];
+        std::memcpy(kv.Values(block, l, head) + slot * hd, v + head * hd, hd * sizeof(float));
+      }
+    }
+    if (on_layer_done) on_layer_done(static_cast<int>(l));
+    Attention(static_cast<int>(l), batch, kv);
+    MatMul(*pool_, lw.wo, attention_.data(), total, normed_.data());
+    for (int64_t i = 0; i < total * h; ++i) x_[i] += normed_[i];
+
+    for (int64_t r = 0; r < total; ++r) {
+      RmsNorm(x_.data() + r * h, lv.ffn_norm.data(), h, c.rms_norm_eps, normed_.data() + r * h);
+    }
+    // The MLP runs over slices of rows so its wide intermediate stays small in memory.
+    for (int64_t first = 0; first < total; first += kMlpRows) {
+      const int64_t rows = std::min(kMlpRows, total - first);
+      MatMul(*pool_, lw.w_gate, normed_.data() + first * h, rows, gate_.data());
+      MatMul(*pool_, lw.w_up, normed_.data() + first * h, rows, up_.data());
+      SiluMulF32(gate_.data(), up_.data(), rows * ff);
+      MatMul(*pool_, lw.w_down, gate_.data(), rows, down_.data());
+      for (int64_t i = 0; i < rows * h; ++i) x_[first * h + i] += down_[i];
+    }
+  }
+
+  // Final norm on the rows that need logits, packed, then the LM head.
+  int64_t out_rows = 0;
+  row = 0;
+  for (const SequenceChunk& chunk : batch) {
+    const int64_t n = static_cast<int64_t>(chunk.tokens.size());
+    for (int64_t t = 0; t < n; ++t, ++row) {
+      const bool want = chunk.logits == SequenceChunk::Logits::kAll ||
+                        (chunk.logits == SequenceChunk::Logits::kLast && t == n - 1);
+      if (!want) continue;
+      RmsNorm(x_.data() + row * h, output_norm_.data(), h, c.rms_norm_eps,
+              normed_.data() + out_rows * h);
+      ++out_rows;
+    }
+  }
+  if (out_rows > 0) {
+    const WeightMatrix& head =
+        weights_.lm_head.empty() ? weights_.token_embedding : weights_.lm_head;
+    MatMul(*pool_, head, normed_.data(), out_rows, logits);
+  }
+  return absl::OkStatus();
+}
+
+void Transformer::Attention(int layer, std::span<const SequenceChunk> batch, const BlockPool& kv) {
+  const TransformerConfig& c = config_;
+  const int bs = kv.layout().block_size;
+  const int64_t hd = c.head_dim, q_dim = c.num_heads * hd;
+  const int64_t group = c.num_heads / c.num_kv_heads;
+  const int64_t total = static_cast<int64_t>(positions_.size());
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  // One work item per (token, query head), walking the sequence's blocks: scores for a whole
+  // block at once from the transposed keys, then the softmax, then values block by block.
+  pool_->ParallelFor(total * c.num_heads, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t r = item / c.num_heads, head = item % c.num_heads, kv_head = head / group;
+      const SequenceChunk& chunk = batch[row_chunk_[r]];
+      const int64_t length = positions_[r] + 1;  // causal: positions 0 .. own
+      const float* q = q_.data() + r * q_dim + head * hd;
+      float* out = attention_.data() + r * q_dim + head * hd;
+      scores.resize(length);
+      for (int64_t start = 0; start < length; start += bs) {
+        const int64_t slots = std::min<int64_t>(bs, length - start);
+        BlockScoresF32(kv.Keys(chunk.blocks[start / bs], layer, kv_head), bs, slots, q, hd,
+                       scores.data() + start);
+      }
+      float max_score = -INFINITY;
+      for (int64_t p = 0; p < length; ++p) {
+        scores[p] *= scale;
+        max_score = std::max(max_score, scores[p]);
+      }
+      for (int64_t p = 0; p < length; ++p) scores[p] -= max_score;
+      ExpF32(scores.data(), length);
+      double sum = 0;
+      for (int64_t p = 0; p < length; ++p) sum += scores[p];
+      const float inverse = static_cast<float>(1.0 / sum);
+      for (int64_t p = 0; p < length; ++p) scores[p] *= inverse;
+      std::fill(out, out + hd, 0.0f);
+      for (int64_t start = 0; start < length; start += bs) {
+        const int64_t slots = std::min<int64_t>(bs, length - start);
+        BlockAccumulateF32(kv.Values(chunk.blocks[start / bs], layer, kv_head), slots,
+                           scores.data() + start, hd, out);
+      }
+    }
+  });
+}
+
+}  // namespace tandem::engine
