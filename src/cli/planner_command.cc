@@ -1,20 +1,39 @@
-// `tandem planner --config FILE --advisory --once --snapshot FILE`: evaluates the SLA planner on a
-// metrics snapshot (one observation or a history, docs/planner.md) and prints the decision with
-// its reasons. The live loop (scraping the roles' metrics, scaling through a connector) needs the
-// workers and the orchestrator; until they exist the command says so instead of pretending.
+// `tandem planner`: the SLA planner (docs/planner.md).
+//
+//   tandem planner --config FILE --advisory --once --snapshot FILE     one decision from a file
+//   tandem planner --listen HOST:PORT --router URL --connector local|kubernetes
+//       [--orchestrator URL] [--namespace NS] --scale TARGET... [--config FILE]
+//                                                                       the live loop
+//
+// The live loop reads the roles' /metrics (workers found through the router, plus --scrape
+// targets) or a Prometheus server (--prometheus), decides every interval, logs and exports each
+// decision and applies it through the connector unless advisory. SIGTERM, SIGINT or
+// POST /admin/drain stop it after the evaluation in progress.
+#include <signal.h>
+
 #include <cstdio>
 #include <memory>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "cli/command.h"
 #include "core/env.h"
+#include "core/logging.h"
 #include "core/metrics.h"
 #include "planner/config.h"
 #include "planner/interfaces.h"
+#include "planner/kubernetes_connector.h"
+#include "planner/live_loop.h"
+#include "planner/local_connector.h"
+#include "planner/metrics_scraper.h"
 #include "planner/observation.h"
 #include "planner/planner.h"
+#include "planner/prometheus_source.h"
 #include "planner/report.h"
+#include "planner/scale_targets.h"
 
 namespace tandem::cli {
 namespace {
@@ -26,28 +45,33 @@ struct PlannerOptions {
   bool advisory = false;
   bool once = false;
   bool json = false;
+  // The live loop.
+  std::string listen;
+  std::string router_url;
+  std::vector<std::string> scrape;
+  std::string prometheus_url;
+  double prometheus_window_seconds = 0;
+  std::string prometheus_selector;
+  double warmup_seconds = 0;
+  std::string connector = "local";
+  std::string orchestrator_url;
+  std::string orchestrator_state;
+  std::string namespace_name;
+  std::vector<std::string> scale;
+  std::vector<std::string> role_of;
+  double interval_seconds = 0;
+  std::string mode;
+  double ttft_ms = 0;
+  double itl_ms = 0;
 };
 
-int RunPlanner(CLI::App* command, const PlannerOptions& options) {
+// Without --config: load mode (it needs no profile) and these targets unless given.
+constexpr double kDefaultTtftMs = 1000;
+constexpr double kDefaultItlMs = 100;
+
+int RunOnce(CLI::App* command, const PlannerOptions& options, planner::PlannerSetup setup) {
   Env& env = Env::Default();
-  if (options.config_path.empty()) {
-    return ReportError(
-        command, absl::InvalidArgumentError("--config FILE is required (the planner config, YAML; "
-                                            "see docs/planner.md)"));
-  }
-  absl::StatusOr<planner::PlannerSetup> setup =
-      planner::LoadPlannerConfig(env, options.config_path);
-  if (!setup.ok()) return ReportError(command, setup.status());
-  planner::PlannerConfig& config = setup->config;
-  config.advisory = config.advisory || options.advisory;
-  if (!options.once) {
-    return ReportError(
-        command,
-        absl::FailedPreconditionError(
-            "the continuous loop needs live metrics (the roles' /metrics or a Prometheus server) "
-            "and a scale connector, which this build does not include yet; evaluate one decision "
-            "with --advisory --once --snapshot FILE"));
-  }
+  planner::PlannerConfig& config = setup.config;
   if (!config.advisory) {
     return ReportError(
         command,
@@ -69,7 +93,7 @@ int RunPlanner(CLI::App* command, const PlannerOptions& options) {
       planner::ParseObservations(*text, options.snapshot_path);
   if (!history.ok()) return ReportError(command, history.status());
   absl::StatusOr<planner::Planner> planner =
-      planner::Planner::Create(config, std::move(setup->model));
+      planner::Planner::Create(config, std::move(setup.model));
   if (!planner.ok()) return ReportError(command, planner.status());
 
   MetricsRegistry registry;
@@ -101,6 +125,266 @@ int RunPlanner(CLI::App* command, const PlannerOptions& options) {
   return 0;
 }
 
+// The config of a planner started without --config: load mode, targets from the flags.
+absl::StatusOr<planner::PlannerSetup> SetupFromFlags(const PlannerOptions& options) {
+  planner::PlannerSetup setup;
+  planner::PlannerConfig& config = setup.config;
+  if (!options.mode.empty() && options.mode != "load") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--mode ", options.mode, " needs a latency profile: give --config FILE with 'mode: ",
+        options.mode, "' and 'profile' (docs/planner.md), or use --mode load"));
+  }
+  config.mode = planner::PlannerMode::kLoad;
+  config.ttft_target_seconds = (options.ttft_ms > 0 ? options.ttft_ms : kDefaultTtftMs) / 1000;
+  config.itl_target_seconds = (options.itl_ms > 0 ? options.itl_ms : kDefaultItlMs) / 1000;
+  config.bounds.prefill = {.min_instances = 1, .max_instances = 1, .gpus_per_instance = 1};
+  config.bounds.decode = {.min_instances = 1, .max_instances = 1, .gpus_per_instance = 1};
+  return setup;
+}
+
+// Blocks until `seconds` passed, a stop signal arrived or the loop was asked to stop.
+bool WaitOrStop(const sigset_t& signals, double seconds, const planner::PlannerLoop* loop) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(seconds);
+  while (absl::Now() < deadline) {
+    if (loop != nullptr && loop->stop_requested()) return true;
+    const absl::Duration left = std::min(deadline - absl::Now(), absl::Milliseconds(100));
+    timespec wait = absl::ToTimespec(std::max(left, absl::ZeroDuration()));
+    const int signal = ::sigtimedwait(&signals, nullptr, &wait);
+    if (signal > 0) {
+      LogInfo("planner stopping", {{"signal", ::strsignal(signal)}});
+      return true;
+    }
+  }
+  return loop != nullptr && loop->stop_requested();
+}
+
+int RunLive(CLI::App* command, const PlannerOptions& options) {
+  Env& env = Env::Default();
+  // Signals are taken synchronously; block them before any thread exists.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  absl::StatusOr<planner::PlannerSetup> setup =
+      options.config_path.empty() ? SetupFromFlags(options)
+                                  : planner::LoadPlannerConfig(env, options.config_path);
+  if (!setup.ok()) return ReportError(command, setup.status());
+  planner::PlannerConfig& config = setup->config;
+  if (!options.config_path.empty() && (options.ttft_ms > 0 || options.itl_ms > 0)) {
+    return ReportError(command, absl::InvalidArgumentError(
+                                    "--ttft-ms and --itl-ms are for a planner without --config; "
+                                    "set 'targets' in the config file instead"));
+  }
+  if (options.connector != "local" && options.connector != "kubernetes" &&
+      options.connector != "none") {
+    return ReportError(command, absl::InvalidArgumentError(absl::StrCat(
+                                    "--connector '", options.connector,
+                                    "': expected local (the orchestrator of `tandem up`), "
+                                    "kubernetes, or none (advisory only)")));
+  }
+  config.advisory = config.advisory || options.advisory || options.connector == "none";
+  if (options.interval_seconds > 0) config.interval_seconds = options.interval_seconds;
+
+  // What to scale.
+  std::vector<planner::ScaleTarget> targets;
+  std::map<std::string, std::string> role_of;
+  for (const std::string& text : options.role_of) {
+    const size_t equals = text.find('=');
+    const std::string kind = equals == std::string::npos ? "" : text.substr(equals + 1);
+    if (equals == std::string::npos || (kind != "prefill" && kind != "decode")) {
+      return ReportError(command, absl::InvalidArgumentError(absl::StrCat(
+                                      "--role-of '", text, "': expected NAME=prefill|decode")));
+    }
+    role_of[text.substr(0, equals)] = kind;
+  }
+  for (const std::string& text : options.scale) {
+    absl::StatusOr<planner::ScaleTarget> target = planner::ParseScaleTarget(text);
+    if (!target.ok()) return ReportError(command, target.status());
+    auto kind = role_of.find(target->name);
+    absl::StatusOr<planner::UnitComposition> composition =
+        kind != role_of.end() ? planner::CompositionFromName(kind->second)
+                              : planner::CompositionFromName(target->name);
+    if (composition.ok()) target->composition = *composition;
+    targets.push_back(*std::move(target));
+  }
+  if (targets.empty() && options.connector != "none") {
+    return ReportError(command,
+                       absl::InvalidArgumentError(absl::StrCat(
+                           "the ", options.connector,
+                           " connector needs at least one --scale NAME=RESOURCE:MIN:MAX target "
+                           "(e.g. --scale decode=decode:1:8); use --connector none to only "
+                           "publish decisions")));
+  }
+
+  std::unique_ptr<planner::ScaleConnector> connector;
+  planner::LocalScaleConnector* local = nullptr;
+  if (options.connector == "local") {
+    absl::StatusOr<planner::LocalOrchestrator> where = planner::LocalOrchestratorFromEnvironment(
+        env, options.orchestrator_url, options.orchestrator_state);
+    if (!where.ok()) return ReportError(command, where.status());
+    auto created = std::make_unique<planner::LocalScaleConnector>(*where, targets);
+    local = created.get();
+    connector = std::move(created);
+  } else if (options.connector == "kubernetes") {
+    std::vector<planner::RoleScaleTargets> roles;
+    for (const planner::ScaleTarget& target : targets) {
+      const planner::UnitComposition& c = target.composition;
+      if (c.prefill + c.decode == 0) {
+        return ReportError(command, planner::CompositionFromName(target.name).status());
+      }
+      if (c.prefill > 0 && c.decode > 0) {
+        return ReportError(command,
+                           absl::InvalidArgumentError(absl::StrCat(
+                               "--scale '", target.name,
+                               "': the Kubernetes connector scales one role per target; scale a "
+                               "scaling group's roles as separate targets")));
+      }
+      planner::RoleScaleTargets role{c.prefill > 0 ? "prefill" : "decode", {}};
+      for (const std::string& resource : target.resources) {
+        absl::StatusOr<planner::ScaleObject> object = planner::ParseScaleObject(resource);
+        if (!object.ok()) return ReportError(command, object.status());
+        role.objects.push_back(*object);
+      }
+      roles.push_back(std::move(role));
+    }
+    absl::StatusOr<planner::KubernetesOptions> kubernetes = planner::InClusterOptions(env);
+    if (!kubernetes.ok()) return ReportError(command, kubernetes.status());
+    if (!options.namespace_name.empty()) kubernetes->kubernetes_namespace = options.namespace_name;
+    absl::StatusOr<std::unique_ptr<planner::KubernetesScaleConnector>> created =
+        planner::KubernetesScaleConnector::Create(*kubernetes, std::move(roles));
+    if (!created.ok()) return ReportError(command, created.status());
+    connector = *std::move(created);
+  } else {
+    connector = std::make_unique<planner::AdvisoryConnector>();
+  }
+
+  // The local connector learns what each target holds from the orchestrator, which may still be
+  // starting: keep asking until it answers or the planner is stopped.
+  if (local != nullptr) {
+    while (true) {
+      absl::Status resolved = local->Resolve();
+      if (resolved.ok()) break;
+      if (absl::IsNotFound(resolved) || absl::IsInvalidArgument(resolved) ||
+          absl::IsPermissionDenied(resolved)) {
+        return ReportError(command, resolved);
+      }
+      LogWarn("planner waiting for the orchestrator", {{"error", std::string(resolved.message())}});
+      if (WaitOrStop(signals, 1, nullptr)) return 0;
+    }
+    targets = local->targets();
+  }
+  for (const planner::ScaleTarget& target : targets) {
+    if (target.composition.prefill + target.composition.decode == 0) {
+      return ReportError(command, planner::CompositionFromName(target.name).status());
+    }
+  }
+  absl::Status bounded = planner::ApplyTargetBounds(targets, &config.bounds);
+  if (!bounded.ok()) return ReportError(command, bounded);
+  absl::Status valid = planner::ValidatePlannerConfig(config);
+  if (!valid.ok()) return ReportError(command, valid);
+
+  // Where observations come from.
+  std::unique_ptr<planner::MetricsSource> source;
+  planner::PrometheusMetricsSource* prometheus = nullptr;
+  if (!options.prometheus_url.empty()) {
+    planner::PrometheusOptions prometheus_options;
+    prometheus_options.url = options.prometheus_url;
+    prometheus_options.window_seconds = options.prometheus_window_seconds > 0
+                                            ? options.prometheus_window_seconds
+                                            : std::max(60.0, 2 * config.interval_seconds);
+    prometheus_options.selector = options.prometheus_selector;
+    auto created = std::make_unique<planner::PrometheusMetricsSource>(prometheus_options);
+    prometheus = created.get();
+    source = std::move(created);
+  } else {
+    if (options.router_url.empty() && options.scrape.empty()) {
+      return ReportError(command,
+                         absl::InvalidArgumentError(
+                             "the planner needs metrics: --router URL (its /metrics and the "
+                             "workers it lists), --scrape URL for each process, or "
+                             "--prometheus URL"));
+    }
+    source = std::make_unique<planner::ScrapingMetricsSource>(planner::ScrapeOptions{
+        .router_url = options.router_url,
+        .static_targets = options.scrape,
+        .timeout = absl::Seconds(std::clamp(config.interval_seconds / 2, 0.2, 5.0))});
+  }
+
+  absl::StatusOr<planner::Planner> planner =
+      planner::Planner::Create(config, std::move(setup->model));
+  if (!planner.ok()) return ReportError(command, planner.status());
+  if (prometheus != nullptr && options.warmup_seconds > 0) {
+    absl::StatusOr<std::vector<planner::Observation>> history =
+        prometheus->History(0, options.warmup_seconds, config.interval_seconds);
+    int learned = 0;
+    if (history.ok()) {
+      for (const planner::Observation& observation : *history) {
+        if (planner->Learn(observation).ok()) ++learned;
+      }
+    }
+    LogInfo("planner warm-up",
+            {{"observations", learned},
+             {"error", history.ok() ? "" : std::string(history.status().message())}});
+  }
+
+  const bool holds_prefill = std::any_of(targets.begin(), targets.end(),
+                                         [](const auto& t) { return t.composition.prefill > 0; });
+  const bool holds_decode = std::any_of(targets.begin(), targets.end(),
+                                        [](const auto& t) { return t.composition.decode > 0; });
+  planner::PlannerLoop loop(*std::move(planner), *source, *connector,
+                            {.listen = options.listen,
+                             .connector_holds_prefill = holds_prefill,
+                             .connector_holds_decode = holds_decode});
+  absl::Status started = loop.StartServer();
+  if (!started.ok()) return ReportError(command, started);
+  std::vector<std::string> target_names;
+  for (const planner::ScaleTarget& target : targets) {
+    target_names.push_back(absl::StrCat(
+        target.name, " (", target.composition.prefill, " prefill + ", target.composition.decode,
+        " decode per unit, ", target.min_units, "..", target.max_units, ")"));
+  }
+  LogInfo("planner started",
+          {{"mode", std::string(planner::PlannerModeName(config.mode))},
+           {"advisory", config.advisory},
+           {"interval_s", config.interval_seconds},
+           {"ttft_target_ms", config.ttft_target_seconds * 1000},
+           {"itl_target_ms", config.itl_target_seconds * 1000},
+           {"connector", connector->name()},
+           {"targets", absl::StrJoin(target_names, ", ")},
+           {"metrics", prometheus != nullptr ? options.prometheus_url
+                                             : absl::StrCat(options.router_url, " ",
+                                                            absl::StrJoin(options.scrape, " "))},
+           {"port", loop.port()}});
+
+  const absl::Time start = absl::Now();
+  while (!loop.stop_requested()) {
+    const absl::Time began = absl::Now();
+    loop.Evaluate(absl::ToDoubleSeconds(began - start));
+    const double spent = absl::ToDoubleSeconds(absl::Now() - began);
+    if (WaitOrStop(signals, std::max(0.0, config.interval_seconds - spent), &loop)) break;
+  }
+  loop.Shutdown();
+  LogInfo("planner stopped", {});
+  return 0;
+}
+
+int RunPlanner(CLI::App* command, const PlannerOptions& options) {
+  if (!options.once) return RunLive(command, options);
+  if (options.config_path.empty()) {
+    return ReportError(
+        command, absl::InvalidArgumentError("--config FILE is required (the planner config, YAML; "
+                                            "see docs/planner.md)"));
+  }
+  absl::StatusOr<planner::PlannerSetup> setup =
+      planner::LoadPlannerConfig(Env::Default(), options.config_path);
+  if (!setup.ok()) return ReportError(command, setup.status());
+  setup->config.advisory = setup->config.advisory || options.advisory;
+  return RunOnce(command, options, *std::move(setup));
+}
+
 void RegisterPlanner(CLI::App& root) {
   auto options = std::make_shared<PlannerOptions>();
   CLI::App* command = root.add_subcommand(
@@ -113,6 +397,43 @@ void RegisterPlanner(CLI::App& root) {
   command->add_flag("--json", options->json, "Print the decision as JSON");
   command->add_option("--metrics-out", options->metrics_out,
                       "Write the decision metrics (Prometheus text) to this file");
+  command->add_option("--listen", options->listen,
+                      "HOST:PORT for /metrics, /health, /ready and /v1/decision");
+  command->add_option("--router", options->router_url,
+                      "Router URL: its /metrics and the workers its /v1/workers lists");
+  command->add_option("--scrape", options->scrape,
+                      "Also scrape this process's /metrics (URL or HOST:PORT; repeatable)");
+  command->add_option("--prometheus", options->prometheus_url,
+                      "Read the metrics from this Prometheus server's HTTP API instead");
+  command->add_option("--prometheus-window", options->prometheus_window_seconds,
+                      "Rate window in seconds for Prometheus queries (default max(60, 2 x "
+                      "interval))");
+  command->add_option("--prometheus-selector", options->prometheus_selector,
+                      "Label matchers added to every Prometheus series selector, e.g. "
+                      "namespace=\"serving\"");
+  command->add_option("--warmup", options->warmup_seconds,
+                      "With --prometheus: learn from this many seconds of history at start");
+  command->add_option("--connector", options->connector,
+                      "local (the orchestrator of `tandem up`), kubernetes, or none");
+  command->add_option("--orchestrator", options->orchestrator_url,
+                      "The orchestrator's control URL (token: TANDEM_ORCHESTRATOR_TOKEN)");
+  command->add_option("--orchestrator-state", options->orchestrator_state,
+                      "The deployment's state.json, for the control URL and token");
+  command->add_option("--namespace", options->namespace_name,
+                      "Kubernetes namespace of the scaled objects (default: the pod's)");
+  command->add_option("--scale", options->scale,
+                      "NAME=RESOURCE[*PODS][,...]:MIN:MAX, a unit to scale (repeatable)");
+  command->add_option("--role-of", options->role_of,
+                      "NAME=prefill|decode: the role a --scale target named otherwise holds");
+  command->add_option("--interval", options->interval_seconds,
+                      "Seconds between evaluations (overrides the config's interval_s)");
+  command->add_option("--mode", options->mode,
+                      "Without --config: load (the only mode that "
+                      "needs no profile)");
+  command->add_option("--ttft-ms", options->ttft_ms,
+                      "Without --config: mean TTFT target in ms (default 1000)");
+  command->add_option("--itl-ms", options->itl_ms,
+                      "Without --config: mean inter-token latency target in ms (default 100)");
   SetAction(command, [command, options]() -> int { return RunPlanner(command, *options); });
   // The planner's --config is its own YAML document (targets, roles, bounds...), not a file of
   // option values, so it replaces the generic --config that SetAction adds.

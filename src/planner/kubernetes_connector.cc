@@ -279,4 +279,17 @@ absl::Status KubernetesScaleConnector::Apply(const Decision& decision) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<ReplicaCounts> KubernetesScaleConnector::Current() {
+  ReplicaCounts counts;
+  for (const RoleScaleTargets& target : targets_) {
+    if (target.objects.empty()) continue;
+    const ScaleObject& object = target.objects.front();
+    absl::StatusOr<int> replicas = GetReplicas(object);
+    if (!replicas.ok()) return replicas.status();
+    const int instances = *replicas / object.pods_per_unit;
+    (target.role == "prefill" ? counts.prefill : counts.decode) = instances;
+  }
+  return counts;
+}
+
 }  // namespace tandem::planner

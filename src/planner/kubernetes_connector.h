@@ -70,6 +70,9 @@ class KubernetesScaleConnector : public ScaleConnector {
   ~KubernetesScaleConnector() override;
 
   absl::Status Apply(const Decision& decision) override;
+  // Each role's replicas from its first object (divided by that object's pods per unit).
+  absl::StatusOr<ReplicaCounts> Current() override;
+  std::string name() const override { return "kubernetes"; }
 
   absl::StatusOr<int> GetReplicas(const ScaleObject& object);
   absl::Status SetReplicas(const ScaleObject& object, int replicas);

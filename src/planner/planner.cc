@@ -222,9 +222,12 @@ absl::Status ValidateObservation(const Observation& o) {
        {std::tuple<const char*, const std::vector<InstanceLoad>*, int>{
             "prefill_load", &o.prefill_load, o.prefill_instances},
         {"decode_load", &o.decode_load, o.decode_instances}}) {
-    if (!loads->empty() && static_cast<int>(loads->size()) != count) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "'", name, "' has ", loads->size(), " entries but ", count, " instances are running"));
+    // Fewer entries than instances is normal live (an instance still starting, or one whose
+    // metrics could not be read, reports nothing); more is a broken observation.
+    if (static_cast<int>(loads->size()) > count) {
+      return absl::InvalidArgumentError(absl::StrCat("'", name, "' has ", loads->size(),
+                                                     " entries but only ", count,
+                                                     " instances are running"));
     }
     for (size_t i = 0; i < loads->size(); ++i) {
       const InstanceLoad& load = (*loads)[i];
@@ -437,9 +440,13 @@ Planner::Sizing Planner::SizeByLoad(const char* name, const std::vector<Instance
   }
   role->capacity_per_instance = sla_point;
   if (current > 0) role->predicted_latency_seconds = intercept + slope * total / current;
+  // Instances that have not reported yet (still starting) will take their share: scale out
+  // only when the load spread over all of them is past the SLA point too.
   const bool every_instance_past =
-      !instances.empty() && std::all_of(instances.begin(), instances.end(),
-                                        [&](const auto& i) { return i.active >= sla_point; });
+      !instances.empty() &&
+      std::all_of(instances.begin(), instances.end(),
+                  [&](const auto& i) { return i.active >= sla_point; }) &&
+      (current <= 0 || total / current >= sla_point);
   sizing.may_scale_out = every_instance_past || current == 0;
   sizing.scale_out_to = std::max(current + 1, InstancesFor(load, sla_point));
   sizing.scale_in_to = InstancesFor(load, sla_point * (1 - config_.scale_in_margin));
@@ -457,7 +464,7 @@ Planner::Sizing Planner::SizeByLoad(const char* name, const std::vector<Instance
 }
 
 int Planner::Gate(const char* name, const Sizing& sizing, int current, double now, RoleState& state,
-                  std::vector<std::string>* reasons) {
+                  std::vector<std::string>* reasons, std::string* reason_code) {
   auto cooling = [&](double cooldown) {
     return state.last_change_seconds.has_value() && now - *state.last_change_seconds < cooldown;
   };
@@ -467,8 +474,10 @@ int Planner::Gate(const char* name, const Sizing& sizing, int current, double no
       reasons->push_back(absl::StrCat(
           name, ": wants ", sizing.scale_out_to, " but held at ", current, ": scale-out cooldown, ",
           Num(config_.scale_out_cooldown_seconds - (now - *state.last_change_seconds)), " s left"));
+      *reason_code = "scale_out_cooldown";
       return current;
     }
+    *reason_code = "load";
     return sizing.scale_out_to;
   }
   if (sizing.may_scale_in && sizing.scale_in_to < current) {
@@ -478,17 +487,21 @@ int Planner::Gate(const char* name, const Sizing& sizing, int current, double no
       reasons->push_back(absl::StrCat(
           name, ": ", sizing.scale_in_to, " instances would do, for ", state.scale_in_streak,
           " of ", config_.scale_in_stable_intervals, " evaluations needed before scaling in"));
+      *reason_code = "stabilizing";
       return current;
     }
     if (cooling(config_.scale_in_cooldown_seconds)) {
       reasons->push_back(absl::StrCat(
           name, ": could scale in to ", to, " but held at ", current, ": scale-in cooldown, ",
           Num(config_.scale_in_cooldown_seconds - (now - *state.last_change_seconds)), " s left"));
+      *reason_code = "scale_in_cooldown";
       return current;
     }
+    *reason_code = "load";
     return to;
   }
   state.scale_in_streak = 0;
+  *reason_code = "within_band";
   return current;
 }
 
@@ -507,6 +520,7 @@ Decision Planner::Decide(const Observation& o) {
   if (!valid.ok()) {
     decision.prefill.proposed = decision.prefill.target = o.prefill_instances;
     decision.decode.proposed = decision.decode.target = o.decode_instances;
+    decision.prefill.reason = decision.decode.reason = "invalid_observation";
     decision.reasons.push_back(
         absl::StrCat("observation refused, keeping the current counts: ", valid.message()));
     return decision;
@@ -523,14 +537,17 @@ Decision Planner::Decide(const Observation& o) {
     decode_sizing = SizeByLoad("decode", o.decode_load, config_.itl_target_seconds, decode_,
                                &decision.decode, &reasons, o.time_seconds);
   }
-  decision.prefill.proposed =
-      Gate("prefill", prefill_sizing, o.prefill_instances, o.time_seconds, prefill_, &reasons);
-  decision.decode.proposed =
-      Gate("decode", decode_sizing, o.decode_instances, o.time_seconds, decode_, &reasons);
+  decision.prefill.proposed = Gate("prefill", prefill_sizing, o.prefill_instances, o.time_seconds,
+                                   prefill_, &reasons, &decision.prefill.reason);
+  decision.decode.proposed = Gate("decode", decode_sizing, o.decode_instances, o.time_seconds,
+                                  decode_, &reasons, &decision.decode.reason);
   auto [prefill, decode] = ApplyReplicaBounds(decision.prefill.proposed, decision.decode.proposed,
                                               config_.bounds, &reasons);
   decision.prefill.target = prefill;
   decision.decode.target = decode;
+  for (RoleDecision* role : {&decision.prefill, &decision.decode}) {
+    if (role->target != role->proposed) role->reason = "bounds";
+  }
   decision.gpus = static_cast<int64_t>(prefill) * config_.bounds.prefill.gpus_per_instance +
                   static_cast<int64_t>(decode) * config_.bounds.decode.gpus_per_instance;
   for (auto [role, state] : {std::pair<RoleDecision*, RoleState*>{&decision.prefill, &prefill_},
@@ -548,6 +565,30 @@ Decision Planner::Decide(const Observation& o) {
       " GPUs, ", decision.gpus, " GPUs in all",
       config_.advisory ? " (advisory: not applied)" : ""));
   return decision;
+}
+
+absl::Status Planner::Learn(const Observation& o) {
+  absl::Status valid = ValidateObservation(o);
+  if (!valid.ok()) return valid;
+  if (last_time_.has_value() && o.time_seconds < *last_time_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "time ", o.time_seconds, " s is before the previous observation at ", *last_time_, " s"));
+  }
+  last_time_ = o.time_seconds;
+  Decision scratch;
+  scratch.prefill.current = o.prefill_instances;
+  scratch.decode.current = o.decode_instances;
+  std::vector<std::string> reasons;
+  if (config_.mode == PlannerMode::kThroughput) {
+    SizeThroughputPrefill(o, &scratch.prefill, &reasons);
+    SizeThroughputDecode(o, &scratch.decode, &reasons);
+  } else {
+    SizeByLoad("prefill", o.prefill_load, config_.ttft_target_seconds, prefill_, &scratch.prefill,
+               &reasons, o.time_seconds);
+    SizeByLoad("decode", o.decode_load, config_.itl_target_seconds, decode_, &scratch.decode,
+               &reasons, o.time_seconds);
+  }
+  return absl::OkStatus();
 }
 
 std::string FormatDecision(const Decision& d) {
@@ -584,7 +625,8 @@ std::string DecisionToJson(const Decision& d) {
                           {"capacity_per_instance", r.capacity_per_instance},
                           {"correction", r.correction},
                           {"observed_latency_s", r.observed_latency_seconds},
-                          {"predicted_latency_s", r.predicted_latency_seconds}};
+                          {"predicted_latency_s", r.predicted_latency_seconds},
+                          {"reason", r.reason}};
   };
   nlohmann::json json{{"time_s", d.time_seconds}, {"mode", std::string(PlannerModeName(d.mode))},
                       {"advisory", d.advisory},   {"prefill", role(d.prefill)},

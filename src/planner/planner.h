@@ -58,7 +58,8 @@ struct Observation {
   double ttft_seconds = 0;              // observed mean; 0 = unknown
   double itl_seconds = 0;               // observed mean; 0 = unknown
 
-  // Load mode: one entry per running instance.
+  // Load mode: one entry per running instance that reported (an instance still starting may
+  // not have; never more entries than instances).
   std::vector<InstanceLoad> prefill_load;
   std::vector<InstanceLoad> decode_load;
 };
@@ -79,6 +80,11 @@ struct RoleDecision {
   double correction = 1;  // observed / profiled latency (throughput mode)
   double observed_latency_seconds = 0;
   double predicted_latency_seconds = 0;  // what the model expects at the observed load
+  // Why the target is what it is, as one word for metrics: load (the load asked for it),
+  // within_band (hold: between the scale-out and scale-in thresholds), scale_out_cooldown,
+  // scale_in_cooldown, stabilizing (scale-in waiting for stable intervals), bounds (min/max,
+  // ratio or GPU budget changed it), invalid_observation.
+  std::string reason = "within_band";
 };
 
 struct Decision {
@@ -130,6 +136,11 @@ class Planner {
   // decision that keeps the current counts and says why.
   Decision Decide(const Observation& observation);
 
+  // Feeds an observation from before the planner started (a history, oldest first) to the
+  // predictors, correction factors and load-mode regression without deciding: no cooldown
+  // starts and no scale-in streak grows. Refuses what Decide would refuse.
+  absl::Status Learn(const Observation& observation);
+
   const PlannerConfig& config() const { return config_; }
 
  private:
@@ -160,7 +171,7 @@ class Planner {
                     std::vector<std::string>* reasons, double now);
   // Hysteresis and cooldowns: the count this role should move to.
   int Gate(const char* role_name, const Sizing& sizing, int current, double now, RoleState& state,
-           std::vector<std::string>* reasons);
+           std::vector<std::string>* reasons, std::string* reason_code);
   double Corrected(double previous, double raw) const;
 
   PlannerConfig config_;

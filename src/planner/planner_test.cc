@@ -417,10 +417,11 @@ TEST(AdvisoryModeTest, PublishesDecisionsWithoutActing) {
   EXPECT_EQ(connector.decisions()[1].prefill.current, 1);
   EXPECT_EQ(connector.decisions()[1].prefill.target, 3);
   std::string text = registry.RenderPrometheus();
-  EXPECT_THAT(text, HasSubstr("tandem_planner_target_replicas{role=\"prefill\"} 3"));
-  EXPECT_THAT(text, HasSubstr("tandem_planner_target_replicas{role=\"decode\"} 4"));
+  EXPECT_THAT(text, HasSubstr("tandem_planner_replicas{role=\"prefill\",kind=\"target\"} 3"));
+  EXPECT_THAT(text, HasSubstr("tandem_planner_replicas{role=\"decode\",kind=\"target\"} 4"));
   EXPECT_THAT(text, HasSubstr("tandem_planner_advisory 1"));
-  EXPECT_THAT(text, HasSubstr("tandem_planner_decisions_total{outcome=\"change\"} 2"));
+  EXPECT_THAT(text, HasSubstr("tandem_planner_decisions_total{role=\"prefill\",action=\"up\","
+                              "reason=\"load\"} 2"));
   EXPECT_THAT(FormatDecision(connector.decisions()[0]), HasSubstr("1 -> 3 instances"));
   EXPECT_THAT(DecisionToJson(connector.decisions()[0]), HasSubstr("\"target\": 3"));
 }
@@ -451,8 +452,8 @@ TEST(ObservationJsonTest, RoundTripsAndRefusesBadSnapshots) {
       {R"({"prefill_instances": 1})", "s: missing 'time_s'"},
       {R"({"time_s": 1, "prompt_tokens_per_sec": 5})", "s: unknown key 'prompt_tokens_per_sec'"},
       {R"({"time_s": 1, "ttft_s": -1})", "'ttft_s' must be a finite number >= 0, got -1"},
-      {R"({"time_s": 1, "decode_instances": 2, "decode_load": [{"active": 1}]})",
-       "'decode_load' has 1 entries but 2 instances are running"},
+      {R"({"time_s": 1, "decode_instances": 1, "decode_load": [{"active": 1}, {"active": 2}]})",
+       "'decode_load' has 2 entries but only 1 instances are running"},
       {R"([{"time_s": 5}, {"time_s": 4}])", "s[1]: time_s 4 goes back from 5"},
       {R"({"time_s": "now"})", "s.time_s must be a number, got string"},
       {R"([])", "the list of observations is empty"},
