@@ -28,6 +28,7 @@ std::vector<std::string> RoleCommandLine(const DeploymentSpec& spec, const Role&
     case RoleKind::kRouter:
       argv.push_back("router");
       add("--listen", context.listen);
+      add("--model", role.model.empty() ? spec.model : role.model);
       break;
     case RoleKind::kPlanner:
       argv.push_back("planner");

@@ -140,7 +140,7 @@ roles:
   InstanceContext router_context;
   router_context.listen = "127.0.0.1:8000";
   EXPECT_THAT(RoleCommandLine(*spec, *spec->FindRole("router"), router_context),
-              ElementsAre("tandem", "router", "--listen", "127.0.0.1:8000"));
+              ElementsAre("tandem", "router", "--listen", "127.0.0.1:8000", "--model", "m.gguf"));
 }
 
 // Each bad spec must be refused with a message naming the line, the field and what is allowed.
