@@ -8,43 +8,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
-#include "xxhash.h"
 
 namespace tandem::engine {
-
-static_assert(std::endian::native == std::endian::little,
-              "block hashes are defined over little-endian bytes");
-
-BlockHash HashKvBlock(BlockHash parent, std::span<const int32_t> tokens) {
-  // One contiguous buffer for the common block sizes: XXH3 of a concatenation, streamed only
-  // for unusually large blocks.
-  constexpr size_t kStackTokens = 256;
-  if (tokens.size() <= kStackTokens) {
-    unsigned char buffer[sizeof(BlockHash) + kStackTokens * sizeof(int32_t)];
-    std::memcpy(buffer, &parent, sizeof(parent));
-    if (!tokens.empty()) {
-      std::memcpy(buffer + sizeof(parent), tokens.data(), tokens.size() * sizeof(int32_t));
-    }
-    return XXH3_64bits(buffer, sizeof(parent) + tokens.size() * sizeof(int32_t));
-  }
-  XXH3_state_t state;
-  XXH3_64bits_reset(&state);
-  XXH3_64bits_update(&state, &parent, sizeof(parent));
-  XXH3_64bits_update(&state, tokens.data(), tokens.size() * sizeof(int32_t));
-  return XXH3_64bits_digest(&state);
-}
-
-std::vector<BlockHash> HashKvBlocks(std::span<const int32_t> tokens, int block_size) {
-  std::vector<BlockHash> hashes;
-  if (block_size <= 0) return hashes;
-  BlockHash parent = kRootBlockHash;
-  for (size_t start = 0; start + block_size <= tokens.size(); start += block_size) {
-    parent = HashKvBlock(parent, tokens.subspan(start, block_size));
-    hashes.push_back(parent);
-  }
-  return hashes;
-}
 
 absl::Status VerifyHashChain(std::span<const int32_t> tokens, int block_size,
                              std::span<const BlockHash> hashes) {

@@ -47,17 +47,22 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "core/block_hash.h"
 
 namespace tandem::engine {
 
 using BlockId = int32_t;
-using BlockHash = uint64_t;
-inline constexpr BlockHash kRootBlockHash = 0;
+using ::tandem::BlockHash;
+using ::tandem::kRootBlockHash;
 
-// XXH3-64 over le64(parent) ++ le32(tokens...): the chained identity of a KV block.
-BlockHash HashKvBlock(BlockHash parent, std::span<const int32_t> tokens);
+// The chained identity of a KV block (core/block_hash.h, the definition the router uses too).
+inline BlockHash HashKvBlock(BlockHash parent, std::span<const int32_t> tokens) {
+  return HashBlock(parent, tokens);
+}
 // The hashes of every full block of `tokens`.
-std::vector<BlockHash> HashKvBlocks(std::span<const int32_t> tokens, int block_size);
+inline std::vector<BlockHash> HashKvBlocks(std::span<const int32_t> tokens, int block_size) {
+  return HashPromptBlocks(tokens, block_size);
+}
 
 // The shape of the KV data (F32 keys and values).
 struct KvLayout {
