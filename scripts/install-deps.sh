@@ -25,6 +25,8 @@ packages=(
   # tests, fuzzing and style
   libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev clang-format clang-tidy
   prometheus python3 python3-jsonschema python3-yaml iproute2 procps curl
+  # the dashboard test drives headless Chromium
+  chromium
 )
 # Node.js may come from elsewhere than Debian (its npm then conflicts with Debian's): only ask
 # Debian for it when no node/npm is on the PATH.
