@@ -134,6 +134,10 @@ absl::StatusOr<planner::PlannerSetup> SetupFromFlags(const PlannerOptions& optio
         "--mode ", options.mode, " needs a latency profile: give --config FILE with 'mode: ",
         options.mode, "' and 'profile' (docs/planner.md), or use --mode load"));
   }
+  if (options.ttft_ms < 0 || options.itl_ms < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--ttft-ms and --itl-ms must be > 0, got ",
+                                                   options.ttft_ms, " and ", options.itl_ms));
+  }
   config.mode = planner::PlannerMode::kLoad;
   config.ttft_target_seconds = (options.ttft_ms > 0 ? options.ttft_ms : kDefaultTtftMs) / 1000;
   config.itl_target_seconds = (options.itl_ms > 0 ? options.itl_ms : kDefaultItlMs) / 1000;
@@ -185,6 +189,11 @@ int RunLive(CLI::App* command, const PlannerOptions& options) {
                                     "': expected local (the orchestrator of `tandem up`), "
                                     "kubernetes, or none (advisory only)")));
   }
+  if (options.interval_seconds < 0) {
+    return ReportError(
+        command, absl::InvalidArgumentError(absl::StrCat("--interval must be > 0 seconds, got ",
+                                                         options.interval_seconds)));
+  }
   config.advisory = config.advisory || options.advisory || options.connector == "none";
   if (options.interval_seconds > 0) config.interval_seconds = options.interval_seconds;
 
@@ -233,7 +242,9 @@ int RunLive(CLI::App* command, const PlannerOptions& options) {
     for (const planner::ScaleTarget& target : targets) {
       const planner::UnitComposition& c = target.composition;
       if (c.prefill + c.decode == 0) {
-        return ReportError(command, planner::CompositionFromName(target.name).status());
+        return ReportError(command,
+                           absl::InvalidArgumentError(
+                               planner::CompositionFromName(target.name).status().message()));
       }
       if (c.prefill > 0 && c.decode > 0) {
         return ReportError(command,
@@ -278,7 +289,9 @@ int RunLive(CLI::App* command, const PlannerOptions& options) {
   }
   for (const planner::ScaleTarget& target : targets) {
     if (target.composition.prefill + target.composition.decode == 0) {
-      return ReportError(command, planner::CompositionFromName(target.name).status());
+      return ReportError(
+          command,
+          absl::InvalidArgumentError(planner::CompositionFromName(target.name).status().message()));
     }
   }
   absl::Status bounded = planner::ApplyTargetBounds(targets, &config.bounds);

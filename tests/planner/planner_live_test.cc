@@ -1,0 +1,243 @@
+// The live planner end to end: `tandem up` runs a router, a prefill and a decode role as fake
+// processes (fake_role.py) whose /metrics follow a load signal this test controls, and the real
+// `tandem planner` (started by the orchestrator with its usual command line: --router,
+// --connector local, --orchestrator, --scale, the token in the environment). The load goes up,
+// stays flat with noise, and comes down: each role must go 1 -> 2 -> 1 through the orchestrator's
+// scale API, with no other change, and nothing may be left running afterwards.
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "deploy/supervisor.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "net/http_client.h"
+#include "planner/prometheus_text.h"
+
+namespace tandem::planner {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string Here() {
+  std::string here = __FILE__;
+  return here.substr(0, here.rfind('/'));
+}
+
+int Shell(const std::string& command, std::string* output) {
+  output->clear();
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return -1;
+  char buffer[4096];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) output->append(buffer, n);
+  const int status = ::pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool Eventually(const std::function<bool()>& condition, absl::Duration limit) {
+  const absl::Time deadline = absl::Now() + limit;
+  while (absl::Now() < deadline) {
+    if (condition()) return true;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return condition();
+}
+
+class PlannerLiveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* binary = std::getenv("TANDEM_BINARY");
+    if (binary == nullptr || ::access(binary, X_OK) != 0) {
+      GTEST_SKIP() << "TANDEM_BINARY (the tandem executable) is not built; ctest sets it";
+    }
+    char pattern[] = "/tmp/tandem-planner-live-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    load_path_ = dir_ + "/load.json";
+    ::setenv("FAKE_LOAD_FILE", load_path_.c_str(), 1);
+    tandem_ = absl::StrCat("TANDEM_ROLE_COMMAND='python3 ", Here(), "/fake_role.py' ", binary, " ");
+    where_ = absl::StrCat(" --run-dir ", dir_, "/run");
+  }
+
+  void TearDown() override {
+    if (dir_.empty()) return;
+    std::string out;
+    Shell(tandem_ + "down" + where_, &out);
+    for (pid_t pid : pids_) {
+      EXPECT_NE(::kill(pid, 0), 0) << "process " << pid << " left behind";
+      ::kill(pid, SIGKILL);
+    }
+    if (!HasFailure()) {
+      std::system(("rm -rf " + dir_).c_str());
+    } else {
+      std::fprintf(stderr, "kept %s for inspection\n", dir_.c_str());
+      Shell("tail -n 40 " + dir_ + "/run/*/logs/planner-0.log", &out);
+      std::fprintf(stderr, "%s\n", out.c_str());
+    }
+  }
+
+  void SetLoad(double prefill_tokens, double decode_blocks, double noise) {
+    std::ofstream(load_path_ + ".tmp")
+        << absl::StrCat(R"({"prefill": )", prefill_tokens, R"(, "decode": )", decode_blocks,
+                        R"(, "noise": )", noise, "}");
+    std::rename((load_path_ + ".tmp").c_str(), load_path_.c_str());
+  }
+
+  absl::StatusOr<deploy::DeploymentStatus> Status() {
+    absl::StatusOr<deploy::SupervisorClient> client =
+        deploy::SupervisorClient::Connect(dir_ + "/run", "");
+    if (!client.ok()) return client.status();
+    absl::StatusOr<deploy::DeploymentStatus> status = client->Status();
+    if (status.ok()) {
+      for (const deploy::RoleStatus& role : status->roles) {
+        for (const deploy::InstanceStatus& instance : role.instances) {
+          for (const deploy::ProcessStatus& process : instance.processes) {
+            if (process.pid > 0) pids_.insert(process.pid);
+          }
+        }
+      }
+    }
+    return status;
+  }
+
+  // (desired, ready) of a role.
+  std::pair<int, int> Counts(const std::string& role) {
+    absl::StatusOr<deploy::DeploymentStatus> status = Status();
+    if (!status.ok()) return {-1, -1};
+    const deploy::RoleStatus* found = status->FindRole(role);
+    return found == nullptr ? std::make_pair(-1, -1) : std::make_pair(found->desired, found->ready);
+  }
+
+  Exposition PlannerMetrics() {
+    absl::StatusOr<deploy::DeploymentStatus> status = Status();
+    if (!status.ok()) return {};
+    const deploy::RoleStatus* planner = status->FindRole("planner");
+    if (planner == nullptr || planner->instances.empty() ||
+        planner->instances[0].processes.empty()) {
+      return {};
+    }
+    absl::StatusOr<net::HttpResult> answer = net::HttpClient::Fetch(
+        {.url = absl::StrCat("http://", planner->instances[0].processes[0].address, "/metrics"),
+         .timeout = absl::Seconds(2)});
+    if (!answer.ok() || answer->status != 200) return {};
+    return ParsePrometheusText(answer->body);
+  }
+
+  double Decisions(const Exposition& metrics, const std::string& role, const std::string& action) {
+    return metrics.Sum("tandem_planner_decisions_total", {{"role", role}, {"action", action}});
+  }
+
+  std::string dir_, load_path_, tandem_, where_;
+  std::set<pid_t> pids_;
+};
+
+TEST_F(PlannerLiveTest, ScalesEachRoleOutAndBackInWithoutFlapping) {
+  std::ofstream(dir_ + "/planner.yaml") << R"(mode: load
+interval_s: 0.5
+targets: {ttft_ms: 250, itl_ms: 50}
+prefill: {min: 1, max: 3}
+decode: {min: 1, max: 3}
+scale_out: {cooldown_s: 1}
+scale_in: {cooldown_s: 2, margin: 0.2, stable_intervals: 3, step: 1}
+load: {window: 60, min_samples: 4}
+)";
+  std::ofstream(dir_ + "/spec.yaml") << absl::StrCat(R"(apiVersion: tandem/v1
+name: plannertest
+model: fake.gguf
+roles:
+  router: {}
+  planner: {startsAfter: [router], args: [--config, )",
+                                                     dir_, R"(/planner.yaml]}
+  prefill: {startsAfter: [router], autoscaling: {min: 1, max: 3}}
+  decode: {startsAfter: [router], autoscaling: {min: 1, max: 3}}
+)");
+  // Low load: prefill 1000 tokens (SLA point 2000 per instance), decode 20 blocks (SLA point 40).
+  SetLoad(1000, 20, 0.1);
+  std::string out;
+  ASSERT_EQ(
+      Shell(tandem_ + "up --detach --random-ports" + where_ + " " + dir_ + "/spec.yaml", &out), 0)
+      << out;
+
+  // The planner learns the latency/load relation while nothing needs to change.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        Exposition m = PlannerMetrics();
+        return Decisions(m, "decode", "hold") >= 6;
+      },
+      absl::Seconds(30)))
+      << "the planner made no decisions";
+  EXPECT_EQ(Counts("decode").first, 1);
+  EXPECT_EQ(Counts("prefill").first, 1);
+
+  // Up: 3000 tokens and 60 blocks on one instance each are past the SLA points.
+  SetLoad(3000, 60, 0.1);
+  ASSERT_TRUE(
+      Eventually([&] { return Counts("decode") == std::make_pair(2, 2); }, absl::Seconds(20)))
+      << "decode did not scale out";
+  ASSERT_TRUE(
+      Eventually([&] { return Counts("prefill") == std::make_pair(2, 2); }, absl::Seconds(20)))
+      << "prefill did not scale out";
+
+  // Flat, noisy load: 2 instances each run under the SLA point, 1 would be over it with the
+  // margin. Nothing may move.
+  const Exposition before = PlannerMetrics();
+  for (int i = 0; i < 16; ++i) {
+    absl::SleepFor(absl::Milliseconds(250));
+    EXPECT_EQ(Counts("decode").first, 2);
+    EXPECT_EQ(Counts("prefill").first, 2);
+  }
+  const Exposition flat = PlannerMetrics();
+  for (const char* role : {"prefill", "decode"}) {
+    EXPECT_EQ(Decisions(flat, role, "up"), Decisions(before, role, "up")) << role;
+    EXPECT_EQ(Decisions(flat, role, "down"), Decisions(before, role, "down")) << role;
+    EXPECT_GT(Decisions(flat, role, "hold"), Decisions(before, role, "hold")) << role;
+  }
+
+  // Down: one instance of each carries the load again.
+  SetLoad(1000, 20, 0.1);
+  ASSERT_TRUE(
+      Eventually([&] { return Counts("decode") == std::make_pair(1, 1); }, absl::Seconds(20)))
+      << "decode did not scale in";
+  ASSERT_TRUE(
+      Eventually([&] { return Counts("prefill") == std::make_pair(1, 1); }, absl::Seconds(20)))
+      << "prefill did not scale in";
+  absl::SleepFor(absl::Seconds(1));
+
+  const Exposition after = PlannerMetrics();
+  for (const char* role : {"prefill", "decode"}) {
+    EXPECT_EQ(Decisions(after, role, "up"), 1) << role;
+    EXPECT_EQ(Decisions(after, role, "down"), 1) << role;
+    EXPECT_EQ(after.Sum("tandem_planner_replicas", {{"role", role}, {"kind", "target"}}), 1);
+  }
+  EXPECT_EQ(after.Sum("tandem_planner_scale_errors_total"), 0);
+  EXPECT_EQ(after.Sum("tandem_planner_advisory"), 0);
+
+  // The decisions are in the planner's log, with their reasons.
+  ASSERT_EQ(Shell(tandem_ + "logs planner" + where_, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("planner started"));
+  EXPECT_THAT(out, HasSubstr("decode_action=up decode_reason=load"));
+  EXPECT_THAT(out, HasSubstr("every instance is past the SLA point"));
+
+  ASSERT_EQ(Shell(tandem_ + "down" + where_, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("stopped"));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        for (pid_t pid : pids_) {
+          if (::kill(pid, 0) == 0) return false;
+        }
+        return true;
+      },
+      absl::Seconds(10)));
+}
+
+}  // namespace
+}  // namespace tandem::planner
