@@ -48,6 +48,7 @@ struct PlannerOptions {
   // The live loop.
   std::string listen;
   std::string router_url;
+  std::string router_api_key;
   std::vector<std::string> scrape;
   std::string prometheus_url;
   double prometheus_window_seconds = 0;
@@ -323,7 +324,8 @@ int RunLive(CLI::App* command, const PlannerOptions& options) {
     source = std::make_unique<planner::ScrapingMetricsSource>(planner::ScrapeOptions{
         .router_url = options.router_url,
         .static_targets = options.scrape,
-        .timeout = absl::Seconds(std::clamp(config.interval_seconds / 2, 0.2, 5.0))});
+        .timeout = absl::Seconds(std::clamp(config.interval_seconds / 2, 0.2, 5.0)),
+        .router_api_key = options.router_api_key});
   }
 
   absl::StatusOr<planner::Planner> planner =
@@ -414,6 +416,10 @@ void RegisterPlanner(CLI::App& root) {
                       "HOST:PORT for /metrics, /health, /ready and /v1/decision");
   command->add_option("--router", options->router_url,
                       "Router URL: its /metrics and the workers its /v1/workers lists");
+  command
+      ->add_option("--router-api-key", options->router_api_key,
+                   "API key for the router's /v1/workers, when it requires one")
+      ->envname("TANDEM_API_KEY");
   command->add_option("--scrape", options->scrape,
                       "Also scrape this process's /metrics (URL or HOST:PORT; repeatable)");
   command->add_option("--prometheus", options->prometheus_url,

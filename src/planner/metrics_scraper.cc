@@ -298,8 +298,12 @@ std::vector<TargetScrape> ScrapingMetricsSource::ScrapeAll() {
     absl::StatusOr<std::pair<std::string, std::string>> router =
         NormalizeScrapeUrl(options_.router_url);
     if (router.ok()) {
-      absl::StatusOr<net::HttpResult> answer = net::HttpClient::Fetch(
-          {.method = "GET", .url = router->first + "/v1/workers", .timeout = options_.timeout});
+      net::HttpClientRequest request{.method = "GET", .url = router->first + "/v1/workers"};
+      request.timeout = options_.timeout;
+      if (!options_.router_api_key.empty()) {
+        request.headers = {{"Authorization", absl::StrCat("Bearer ", options_.router_api_key)}};
+      }
+      absl::StatusOr<net::HttpResult> answer = net::HttpClient::Fetch(request);
       if (answer.ok() && answer->status == 200) {
         absl::StatusOr<std::vector<std::pair<std::string, std::string>>> workers =
             ParseWorkerList(answer->body);

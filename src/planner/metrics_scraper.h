@@ -87,6 +87,8 @@ struct ScrapeOptions {
   // Processes scraped besides the discovered ones (base URL or full /metrics URL).
   std::vector<std::string> static_targets;
   absl::Duration timeout = absl::Seconds(2);
+  // Sent as `Authorization: Bearer` to the router's /v1/workers when it requires an API key.
+  std::string router_api_key;
 };
 
 // The router's `GET /v1/workers` answer: a JSON array of workers, or {"workers": [...]}, each
