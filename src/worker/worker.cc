@@ -753,6 +753,13 @@ void Worker::Impl::StartRemote(const std::shared_ptr<GenerateCall>& call) {
     return;
   }
   const int64_t first = reservation->first_block_to_fill;
+  if (first >= static_cast<int64_t>(reservation->blocks.size())) {
+    // Every block of the prompt is cached here: nothing to transfer, and the local prefill
+    // recomputes only the last token.
+    engine_->CancelImport(reservation->reservation_id);
+    StartLocal(call);
+    return;
+  }
   std::vector<engine::BlockId> fill(reservation->blocks.begin() + first, reservation->blocks.end());
   const int64_t num_blocks = static_cast<int64_t>(fill.size());
   const RemotePrefill remote = *call->params.prefill;
@@ -944,7 +951,12 @@ void Worker::Impl::JoinRemote(const std::shared_ptr<GenerateCall>& call) {
   }
   const bool stop =
       std::find(call->stop_ids.begin(), call->stop_ids.end(), first.token) != call->stop_ids.end();
-  if (stop || call->params.max_tokens == 1) {
+  // The context caps the answer (as the engine caps a local one): when the first token fills
+  // it, the request ends here.
+  const int64_t room =
+      std::min<int64_t>(call->params.max_tokens,
+                        limits_.max_context - static_cast<int64_t>(call->params.prompt.size()));
+  if (stop || room <= 1) {
     release();
     if (!stop) SendToken(call, first);
     FinishSummary summary;
@@ -1083,11 +1095,13 @@ void Worker::Impl::EndCall(const std::shared_ptr<GenerateCall>& call, std::strin
     }
   }
   metrics_.requests.Get("generate", outcome).Increment();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = calls_.find(call->params.request_id);
+    if (it != calls_.end() && it->second == call) calls_.erase(it);
+  }
   if (!last.empty()) call->stream->Send(last);
   call->stream->Close();
-  absl::MutexLock lock(&mu_);
-  auto it = calls_.find(call->params.request_id);
-  if (it != calls_.end() && it->second == call) calls_.erase(it);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1343,14 +1357,17 @@ void Worker::Impl::CancelJob(const std::shared_ptr<PrefillJob>& job, std::string
 void Worker::Impl::EndJob(const std::shared_ptr<PrefillJob>& job, std::string_view outcome,
                           int status, std::string body) {
   metrics_.requests.Get("prefill", outcome).Increment();
+  {
+    // Forget the id first: the caller may reuse it as soon as it has the answer.
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job->params.request_id);
+    if (it != jobs_.end() && it->second == job) jobs_.erase(it);
+  }
   net::HttpResponse response;
   response.status = status;
   response.body = std::move(body);
   if (status == 503) response.headers.push_back({"Retry-After", "1"});
   job->exchange->Reply(std::move(response));
-  absl::MutexLock lock(&mu_);
-  auto it = jobs_.find(job->params.request_id);
-  if (it != jobs_.end() && it->second == job) jobs_.erase(it);
 }
 
 // ---------------------------------------------------------------------------------------------
