@@ -75,7 +75,9 @@ void KvSubscriber::Connect(WorkerId id) {
   subscription.generation = next_generation_++;
   net::HttpClientRequest request;
   request.method = "GET";
-  request.url = absl::StrCat(subscription.source.url, "/v1/kv/events?since=", subscription.since);
+  // With our epoch the worker answers a stream of another incarnation with a snapshot.
+  request.url = absl::StrCat(subscription.source.url, "/v1/kv/events?since=", subscription.since,
+                             "&epoch=", HexId(subscription.source.epoch));
   request.timeout = absl::Seconds(5);  // connecting and the header; the stream itself is open-ended
   if (!options_.cluster_token.empty()) {
     request.headers.emplace_back("authorization", absl::StrCat("Bearer ", options_.cluster_token));

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "core/logging.h"
 #include "core/status.h"
+#include "dashboard/dashboard.h"
 #include "net/event_loop.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
@@ -128,6 +129,7 @@ class RouterServer::Impl {
   MetricsRegistry registry_;
   std::unique_ptr<RouterMetrics> metrics_;
   std::unique_ptr<net::HttpServer> server_;
+  std::unique_ptr<dashboard::Dashboard> dashboard_;  // after server_: destroyed first
   std::unique_ptr<net::EventLoopGroup> upstream_;
   std::unique_ptr<net::EventLoop> kv_loop_;
   std::unique_ptr<KvSubscriber> subscriber_;
@@ -278,22 +280,27 @@ absl::Status RouterServer::Impl::Start() {
   server_->Handle("GET", "/health", [](std::shared_ptr<net::HttpExchange> x) {
     x->ReplyJson(200, R"({"status":"ok","role":"router"})");
   });
+  // Ready means "takes registrations and requests": workers start after the router (they
+  // register with it), so a router waiting for workers before it is ready would deadlock every
+  // `startsAfter: [router]`. Whether a decode worker is there yet is reported in the body; the
+  // API answers 503 while there is none.
   server_->Handle("GET", "/ready", [this](std::shared_ptr<net::HttpExchange> x) {
     if (draining_.load()) {
       x->Reply(
           {.status = 503, .body = R"({"status":"draining"})", .headers = {{"Retry-After", "1"}}});
     } else if (!state_->CanServe()) {
-      x->Reply({.status = 503,
-                .body = R"({"status":"no ready decode worker"})",
-                .headers = {{"Retry-After", "1"}}});
+      x->ReplyJson(200, R"({"status":"ready","serving":false,"reason":"no ready decode worker"})");
     } else {
-      x->ReplyJson(200, R"({"status":"ready"})");
+      x->ReplyJson(200, R"({"status":"ready","serving":true})");
     }
   });
   server_->Handle("GET", "/metrics", [this](std::shared_ptr<net::HttpExchange> x) {
     UpdateWorkerGauges();
     x->ReplyText(200, registry_.RenderPrometheus(), "text/plain; version=0.0.4");
   });
+  dashboard_ = std::make_unique<dashboard::Dashboard>(
+      dashboard::DashboardOptions{.planner_url = options_.planner_url});
+  dashboard_->AddRoutes(*server_);
 
   upstream_ = std::make_unique<net::EventLoopGroup>(options_.upstream_threads, "router-up");
   kv_loop_ = std::make_unique<net::EventLoop>("router-kv");
@@ -722,7 +729,8 @@ void RouterServer::Impl::OnWorkerEvent(const std::shared_ptr<Request>& request, 
     // A worker that is going away (draining, shutting down, lost its prefill peer and KV) is
     // the worker's problem: move the stream. Anything else is the request's.
     if (code == "unavailable" || code == "shutting_down" || code == "draining" ||
-        code == "internal" || code == "resource_exhausted" || code == "aborted") {
+        code == "internal" || code == "resource_exhausted" || code == "aborted" ||
+        code == "deadline_exceeded" || code == "cancelled" || code == "data_loss") {
       return Migrate(request, seq, absl::StrCat(code, ": ", message));
     }
     ApiError api_error =
@@ -895,7 +903,11 @@ void RouterServer::Impl::OnWorkerDone(const std::shared_ptr<Request>& request, S
   // The connection failed, broke, or ended without a finish: the worker is gone or going.
   std::string why =
       status.ok() ? "the stream ended without a finish event" : std::string(status.message());
-  if (http_status == 0 || !status.ok()) state_->MarkFailed(seq.decode_worker);
+  // A connection refused or cut means the process is gone; a 5xx or 429 answer only that it
+  // could not take this request now.
+  if (http_status == 0 || (http_status >= 200 && http_status < 300)) {
+    state_->MarkFailed(seq.decode_worker);
+  }
   Migrate(request, seq, why);
 }
 

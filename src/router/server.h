@@ -60,6 +60,7 @@ struct RouterServerOptions {
   absl::Duration heartbeat_timeout = absl::Seconds(3);  // three missed 1 s heartbeats
   absl::Duration poll_interval = absl::Seconds(1);      // static workers' /v1/info
   bool access_log = false;
+  std::string planner_url;  // a planner whose decisions /dashboard shows; empty: none
 };
 
 class RouterServer {
