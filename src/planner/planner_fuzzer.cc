@@ -1,12 +1,18 @@
 // Fuzzes the planner's inputs: the YAML config, the latency profile JSON (then queries the model
-// built from it) and metrics snapshots (then replays them through a planner). The first byte
-// picks which; nothing may crash, hang or trip a sanitizer, whatever the text.
+// built from it), metrics snapshots (then replays them through a planner), the roles' /metrics
+// text (parsed, turned into observations over two scrapes, decided on), Prometheus API answers
+// and the router's worker list. The first byte picks which; nothing may crash, hang or trip a
+// sanitizer, whatever the text.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 #include "core/latency_profile.h"
 #include "planner/config.h"
+#include "planner/metrics_scraper.h"
+#include "planner/prometheus_source.h"
+#include "planner/prometheus_text.h"
+#include "planner/scale_targets.h"
 #include "planner/observation.h"
 #include "planner/planner.h"
 
@@ -26,10 +32,7 @@ void FuzzProfile(std::string_view text) {
                                      {.itl_target_seconds = 0.05, .mean_context_tokens = 2000});
 }
 
-void FuzzSnapshot(std::string_view text) {
-  absl::StatusOr<std::vector<tandem::planner::Observation>> history =
-      tandem::planner::ParseObservations(text, "fuzz");
-  if (!history.ok()) return;
+tandem::planner::Planner LoadPlanner() {
   tandem::planner::PlannerConfig config;
   config.mode = tandem::planner::PlannerMode::kLoad;
   config.ttft_target_seconds = 0.3;
@@ -41,9 +44,44 @@ void FuzzSnapshot(std::string_view text) {
   absl::StatusOr<tandem::planner::Planner> planner =
       tandem::planner::Planner::Create(config, std::nullopt);
   if (!planner.ok()) __builtin_trap();  // the fixed config above is valid
+  return *std::move(planner);
+}
+
+void FuzzSnapshot(std::string_view text) {
+  absl::StatusOr<std::vector<tandem::planner::Observation>> history =
+      tandem::planner::ParseObservations(text, "fuzz");
+  if (!history.ok()) return;
+  tandem::planner::Planner planner = LoadPlanner();
   for (const tandem::planner::Observation& observation : *history) {
-    (void)planner->Decide(observation);
+    (void)planner.Decide(observation);
   }
+}
+
+// The text as one process's /metrics at two scrapes (the second half is the later one), under
+// each role, then decided on.
+void FuzzExposition(std::string_view text) {
+  const size_t half = text.size() / 2;
+  tandem::planner::ObservationBuilder builder;
+  tandem::planner::Planner planner = LoadPlanner();
+  double now = 0;
+  for (std::string_view part : {text.substr(0, half), text.substr(half)}) {
+    std::vector<tandem::planner::TargetScrape> targets;
+    for (const char* role : {"", "router", "prefill", "decode", "both"}) {
+      tandem::planner::TargetScrape target;
+      target.url = std::string("http://") + role;
+      target.role = role;
+      target.metrics = tandem::planner::ParsePrometheusText(part);
+      targets.push_back(std::move(target));
+    }
+    absl::StatusOr<tandem::planner::Observation> observation = builder.Build(now += 1, targets);
+    if (observation.ok()) (void)planner.Decide(*observation);
+  }
+}
+
+void FuzzAnswers(std::string_view text) {
+  (void)tandem::planner::ParsePrometheusResponse(text);
+  (void)tandem::planner::ParseWorkerList(text);
+  (void)tandem::planner::ParseScaleTarget(text);
 }
 
 }  // namespace
@@ -51,15 +89,21 @@ void FuzzSnapshot(std::string_view text) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 3) {
+  switch (data[0] % 5) {
     case 0:
       (void)tandem::planner::ParsePlannerConfig(text, "fuzz");
       break;
     case 1:
       FuzzProfile(text);
       break;
-    default:
+    case 2:
       FuzzSnapshot(text);
+      break;
+    case 3:
+      FuzzExposition(text);
+      break;
+    default:
+      FuzzAnswers(text);
       break;
   }
   return 0;
