@@ -30,7 +30,7 @@ absl::StatusOr<std::unique_ptr<PromptRenderer>> PromptRenderer::Create(
                             model::DemoVocab(static_cast<int32_t>(config.vocab_size)));
     TANDEM_ASSIGN_OR_RETURN(renderer->tokenizer_, model::Tokenizer::FromVocab(vocab));
     renderer->context_length_ = config.max_position_embeddings;
-    renderer->default_name_ = absl::StrCat("random-", parts[1]);
+    renderer->default_name_ = model::DefaultServedModelName(model_reference);
   } else {
     TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<model::Model> loaded,
                             model::LoadModel(model_reference, {.progress = false}));
@@ -42,10 +42,7 @@ absl::StatusOr<std::unique_ptr<PromptRenderer>> PromptRenderer::Create(
     TANDEM_ASSIGN_OR_RETURN(renderer->tokenizer_, loaded->MakeTokenizer());
     model_template = loaded->chat_template();
     renderer->context_length_ = loaded->config().max_position_embeddings;
-    std::filesystem::path path(model_reference);
-    while (path.has_parent_path() && path.filename().empty()) path = path.parent_path();
-    renderer->default_name_ = path.stem().string();
-    if (renderer->default_name_.empty()) renderer->default_name_ = model_reference;
+    renderer->default_name_ = model::DefaultServedModelName(model_reference);
   }
   if (model_template.empty()) model_template = renderer->tokenizer_->chat_template();
   absl::StatusOr<model::ChatTemplate> chat =

@@ -105,6 +105,7 @@ struct Sequence {
   std::vector<WorkerId> excluded;
   int64_t cached_tokens = -1;  // from the first attempt's usage
   SteadyClock::time_point last_token_time;
+  SteadyClock::time_point first_token_time;
   SteadyClock::time_point dispatch_time;
   json timing;  // the first attempt's timing, for the TTFT spans
 };
@@ -776,6 +777,7 @@ void RouterServer::Impl::OnToken(const std::shared_ptr<Request>& request, Sequen
     }
   }
   seq.last_token_time = now;
+  if (seq.generated.empty()) seq.first_token_time = now;
   seq.generated.push_back(token);
   metrics_->generated_tokens.Increment();
   if (request->api.logprobs >= 0) {
@@ -872,6 +874,13 @@ void RouterServer::Impl::FinishSequence(const std::shared_ptr<Request>& request,
     metrics_->span.Get("queue").Observe(std::max(0.0, queue));
     metrics_->span.Get("prefill").Observe(std::max(0.0, prefill));
     metrics_->span.Get("kv_transfer").Observe(std::max(0.0, transfer));
+    if (!seq.generated.empty()) {
+      // What is left of the time to first token once queueing, prefill and transfer are taken
+      // out: the decode worker's first step and the trip back.
+      const double ttft =
+          std::chrono::duration<double>(seq.first_token_time - request->arrival).count();
+      metrics_->span.Get("first_decode").Observe(std::max(0.0, ttft - queue - prefill - transfer));
+    }
   }
   if (--request->remaining == 0) CompleteRequest(request);
 }

@@ -275,6 +275,41 @@ TEST_F(RouterProcessTest, FiftyGreedyStreamsSurviveKillMinus9OfADecodeWorker) {
   EXPECT_EQ(ScrapeMetric(router_url(), R"(tandem_router_migrations_total{outcome="failed"})"), 0);
 }
 
+TEST_F(RouterProcessTest, SharedPrefixLandsOnTheWorkerHoldingIt) {
+  StartRouter({});
+  StartWorker("decode");
+  StartWorker("decode");
+  ASSERT_TRUE(WaitForRouterWorkers(2));
+  std::mt19937 rng(23);
+  const std::vector<int32_t> prefix = Prompt(rng, 320);  // 20 blocks of 16
+  auto post = [&](const std::vector<int32_t>& prompt) {
+    auto answer = net::HttpClient::Fetch(
+        {.method = "POST",
+         .url = router_url() + "/v1/completions",
+         .body = json({{"model", "random-tiny"}, {"prompt", prompt}, {"max_tokens", 2}}).dump(),
+         .headers = Auth()});
+    ASSERT_TRUE(answer.ok());
+    ASSERT_EQ(answer->status, 200) << answer->body;
+  };
+  post(prefix);
+  ASSERT_TRUE(
+      WaitUntil([&] { return ScrapeMetric(router_url(), "tandem_router_kv_events_total") >= 1; }));
+  for (int i = 0; i < 5; ++i) {
+    std::vector<int32_t> prompt = prefix;
+    std::vector<int32_t> suffix = Prompt(rng, 24);
+    prompt.insert(prompt.end(), suffix.begin(), suffix.end());
+    post(prompt);
+  }
+  // Every follow-up found the whole prefix in the cache of the worker it was sent to.
+  EXPECT_GE(ScrapeMetric(router_url(), "tandem_router_cached_prompt_tokens_total"), 5 * 320);
+  double generate_requests[2];
+  for (int w = 0; w < 2; ++w) {
+    generate_requests[w] = ScrapeMetric(
+        worker_urls_[w], R"(tandem_worker_requests_total{kind="generate",outcome="ok"})");
+  }
+  EXPECT_EQ(std::max(generate_requests[0], generate_requests[1]), 6);
+}
+
 TEST_F(RouterProcessTest, FiftyDisconnectsLeaveNoReservedOrActiveBlocks) {
   StartRouter({"--local-prefill-max-uncached-tokens", "24"});
   StartWorker("prefill");
