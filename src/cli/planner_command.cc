@@ -361,18 +361,22 @@ int RunLive(CLI::App* command, const PlannerOptions& options) {
         target.name, " (", target.composition.prefill, " prefill + ", target.composition.decode,
         " decode per unit, ", target.min_units, "..", target.max_units, ")"));
   }
-  LogInfo("planner started",
-          {{"mode", std::string(planner::PlannerModeName(config.mode))},
-           {"advisory", config.advisory},
-           {"interval_s", config.interval_seconds},
-           {"ttft_target_ms", config.ttft_target_seconds * 1000},
-           {"itl_target_ms", config.itl_target_seconds * 1000},
-           {"connector", connector->name()},
-           {"targets", absl::StrJoin(target_names, ", ")},
-           {"metrics", prometheus != nullptr ? options.prometheus_url
-                                             : absl::StrCat(options.router_url, " ",
-                                                            absl::StrJoin(options.scrape, " "))},
-           {"port", loop.port()}});
+  std::vector<std::string> metrics_from;
+  if (prometheus != nullptr) {
+    metrics_from.push_back(options.prometheus_url);
+  } else {
+    if (!options.router_url.empty()) metrics_from.push_back(options.router_url);
+    metrics_from.insert(metrics_from.end(), options.scrape.begin(), options.scrape.end());
+  }
+  LogInfo("planner started", {{"mode", std::string(planner::PlannerModeName(config.mode))},
+                              {"advisory", config.advisory},
+                              {"interval_s", config.interval_seconds},
+                              {"ttft_target_ms", config.ttft_target_seconds * 1000},
+                              {"itl_target_ms", config.itl_target_seconds * 1000},
+                              {"connector", connector->name()},
+                              {"targets", absl::StrJoin(target_names, ", ")},
+                              {"metrics", absl::StrJoin(metrics_from, " ")},
+                              {"port", loop.port()}});
 
   const absl::Time start = absl::Now();
   while (!loop.stop_requested()) {

@@ -3,6 +3,10 @@
 // retried without stopping the loop; the HTTP endpoints answer.
 #include "planner/live_loop.h"
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 
 #include "absl/strings/str_cat.h"
@@ -173,6 +177,33 @@ TEST(PlannerLoopTest, AdvisoryModePublishesWithoutActing) {
   EXPECT_TRUE(loop.stop_requested());
   EXPECT_EQ(get("/ready").status, 503);
   loop.Shutdown();
+}
+
+// The planner's /metrics passes Prometheus' own linter, as every role's does (docs/metrics.md).
+TEST(PlannerLoopTest, MetricsPassPromtool) {
+  ASSERT_EQ(std::system("command -v promtool >/dev/null"), 0)
+      << "promtool is missing: run scripts/install-deps.sh (Debian package 'prometheus')";
+  ScriptedSource source;
+  ScriptedConnector connector;
+  source.script = {Loaded(5, 1), Loaded(25, 1)};
+  PlannerLoop loop(MakePlanner(LoadConfig(false)), source, connector, {});
+  loop.Evaluate(0);
+  loop.Evaluate(1);
+  char path[] = "/tmp/tandem-planner-metrics-XXXXXX";
+  const int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const std::string text = loop.registry().RenderPrometheus();
+  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  ::close(fd);
+  FILE* pipe = ::popen((std::string("promtool check metrics < ") + path + " 2>&1").c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char buffer[4096];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, n);
+  EXPECT_EQ(::pclose(pipe), 0) << output;
+  EXPECT_EQ(output, "") << "promtool printed lint problems";
+  std::remove(path);
 }
 
 TEST(PlannerLoopTest, RefusesABadListenAddress) {
