@@ -9,6 +9,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "router/kv_index.h"
@@ -20,6 +21,9 @@ absl::StatusOr<uint64_t> ParseHexId(const std::string& text, const std::string& 
 
 std::string KvEventToJson(const KvEvent& event);
 absl::StatusOr<KvEvent> KvEventFromJson(const std::string& text);
+// The same into `out`, reusing its block vector: the router's ingestion loop decodes every event
+// into one KvEvent and allocates nothing in the steady state.
+absl::Status KvEventFromJsonInto(std::string_view text, KvEvent* out);
 
 std::string KvSnapshotToJson(const KvSnapshot& snapshot);
 absl::StatusOr<KvSnapshot> KvSnapshotFromJson(const std::string& text);

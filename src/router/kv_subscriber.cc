@@ -135,10 +135,10 @@ void KvSubscriber::OnEvent(WorkerId id, uint64_t generation, const net::SseEvent
     subscription.started_over = false;
     return;
   }
-  absl::StatusOr<KvEvent> parsed = KvEventFromJson(event.data);
-  if (!parsed.ok()) {
+  KvEvent* parsed = &decoded_;  // reused: no allocation per event
+  if (absl::Status decoded = KvEventFromJsonInto(event.data, parsed); !decoded.ok()) {
     LogWarn("kv event unreadable",
-            {{"worker", subscription.source.url}, {"error", parsed.status().ToString()}});
+            {{"worker", subscription.source.url}, {"error", decoded.ToString()}});
     return StartOver(subscription);
   }
   if (parsed->epoch != subscription.source.epoch) {

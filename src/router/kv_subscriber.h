@@ -59,6 +59,7 @@ class KvSubscriber {
   // Touched only on loop_'s thread.
   absl::flat_hash_map<WorkerId, Subscription> subscriptions_;
   uint64_t next_generation_ = 1;
+  KvEvent decoded_;  // the event being applied, reused
   bool stopped_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
