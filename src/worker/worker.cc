@@ -182,6 +182,7 @@ class Worker::Impl {
   void RegisterRoutes();
   bool Authorize(const std::shared_ptr<net::HttpExchange>& exchange);
   // Refuses work while loading or draining; true when the request may proceed.
+  // `kind` labels tandem_worker_requests_total (empty: not a generate or prefill request).
   bool AcceptingWork(const std::shared_ptr<net::HttpExchange>& exchange, std::string_view kind);
   void Refuse(const std::shared_ptr<net::HttpExchange>& exchange, const absl::Status& status,
               std::string_view kind);
@@ -274,7 +275,8 @@ absl::Status Worker::Impl::Start() {
   http_options.port = options_.listen.port;
   http_options.threads = std::max(1, options_.http_threads);
   http_options.access_log = [](const net::AccessLogEntry& entry) {
-    if (entry.status >= 400) {
+    // /ready answers 503 while loading or draining: a state, not a refusal.
+    if (entry.status >= 400 && entry.path != "/ready") {
       LogWarn("request refused", {{"method", entry.method},
                                   {"path", entry.path},
                                   {"status", entry.status},
@@ -524,7 +526,10 @@ void Worker::Impl::Refuse(const std::shared_ptr<net::HttpExchange>& exchange,
                               {"status", code},
                               {"reason", std::string(status.message())},
                               {"remote", exchange->request().remote_address}});
-  metrics_.requests.Get(kind, code == 429 || code == 503 ? "rejected" : "client_error").Increment();
+  if (!kind.empty()) {
+    metrics_.requests.Get(kind, code == 429 || code == 503 ? "rejected" : "client_error")
+        .Increment();
+  }
   net::HttpResponse response;
   response.status = code;
   response.body = ErrorJson(ErrorCodeFor(status), status.message());
@@ -573,7 +578,7 @@ void Worker::Impl::HandleInfo(const std::shared_ptr<net::HttpExchange>& exchange
 void Worker::Impl::HandleCancel(const std::shared_ptr<net::HttpExchange>& exchange) {
   absl::StatusOr<std::string> id = ParseCancelRequest(exchange->request().body);
   if (!id.ok()) {
-    Refuse(exchange, id.status(), "generate");
+    Refuse(exchange, id.status(), "");
     return;
   }
   std::shared_ptr<GenerateCall> call;
@@ -595,7 +600,7 @@ void Worker::Impl::HandleCancel(const std::shared_ptr<net::HttpExchange>& exchan
 
 void Worker::Impl::HandleKvEvents(const std::shared_ptr<net::HttpExchange>& exchange) {
   if (!ready_.load(std::memory_order_acquire)) {
-    Refuse(exchange, absl::UnavailableError("the worker is still loading its model"), "generate");
+    Refuse(exchange, absl::UnavailableError("the worker is still loading its model"), "");
     return;
   }
   uint64_t since = 0;
@@ -603,14 +608,14 @@ void Worker::Impl::HandleKvEvents(const std::shared_ptr<net::HttpExchange>& exch
   if (std::optional<std::string> text = exchange->request().QueryParam("since"); text) {
     if (!absl::SimpleAtoi(*text, &since)) {
       Refuse(exchange, absl::InvalidArgumentError("'since' must be a non-negative event id"),
-             "generate");
+             "");
       return;
     }
   }
   if (std::optional<std::string> text = exchange->request().QueryParam("epoch"); text) {
     absl::StatusOr<uint64_t> epoch = ParseHexId(*text, "epoch");
     if (!epoch.ok()) {
-      Refuse(exchange, epoch.status(), "generate");
+      Refuse(exchange, epoch.status(), "");
       return;
     }
     consumer_epoch = *epoch;
