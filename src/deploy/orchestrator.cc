@@ -269,6 +269,9 @@ struct Orchestrator::Impl {
       spawn.env["TANDEM_INSTANCE"] = instance.Id();
       spawn.env["TANDEM_NODE_RANK"] = absl::StrCat(proc.rank);
       spawn.env["TANDEM_RESTARTS"] = absl::StrCat(instance.restarts);
+      if (!options.cluster_token.empty() && !role->env.contains("TANDEM_CLUSTER_TOKEN")) {
+        spawn.env["TANDEM_CLUSTER_TOKEN"] = options.cluster_token;
+      }
       if (role->kind == RoleKind::kPlanner && !options.control_token.empty()) {
         spawn.env["TANDEM_ORCHESTRATOR_TOKEN"] = options.control_token;
       }

@@ -61,6 +61,9 @@ struct OrchestratorOptions {
   // TANDEM_ORCHESTRATOR_TOKEN) so it can call the scale API.
   std::string control_url;
   std::string control_token;
+  // Given to every role process as TANDEM_CLUSTER_TOKEN unless its spec `env` sets one; empty:
+  // the processes inherit the caller's environment.
+  std::string cluster_token;
 
   absl::Duration tick = absl::Milliseconds(100);
   absl::Duration probe_timeout = absl::Milliseconds(500);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -103,6 +104,12 @@ absl::StatusOr<std::unique_ptr<Supervisor>> Supervisor::Start(
   orchestrator_options.run_dir = state.run_dir;
   orchestrator_options.spec_path = options.spec_path;
   orchestrator_options.control_token = state.token;
+  // Workers and the router authenticate each other (control API, heartbeats, KV transfers) with
+  // one cluster token: the caller's TANDEM_CLUSTER_TOKEN if set (inherited), else a fresh one
+  // for this deployment that never leaves its processes' environments.
+  if (const char* given = std::getenv("TANDEM_CLUSTER_TOKEN"); given == nullptr || *given == 0) {
+    orchestrator_options.cluster_token = RandomToken();
+  }
   // The control server first: the planner is handed its URL on its command line. Nobody can
   // call it before the state file (holding the token) is written, after the orchestrator exists.
   supervisor->server_ = std::make_unique<net::HttpServer>(net::HttpServerOptions{

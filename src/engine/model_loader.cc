@@ -131,7 +131,7 @@ absl::StatusOr<EngineModel> EngineModelFromModel(std::shared_ptr<const model::Mo
         .data = tensor->data, .type = type, .rows = tensor->rows(), .cols = tensor->cols()};
   };
   EngineModel out;
-  out.name = mc.name.empty() ? path : mc.name;
+  out.name = model::DefaultServedModelName(path);
   out.config = EngineConfig(mc);
   const TransformerConfig& c = out.config;
 

@@ -491,4 +491,15 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& path,
   return ParseGguf(file->data(), file->size(), path).status();
 }
 
+std::string DefaultServedModelName(std::string_view reference) {
+  if (reference.substr(0, 7) == "random:") {
+    std::string_view shape = reference.substr(7);
+    return "random-" + std::string(shape.substr(0, shape.find(':')));
+  }
+  std::filesystem::path path{std::string(reference)};
+  while (path.has_parent_path() && path.filename().empty()) path = path.parent_path();
+  std::string name = path.stem().string();
+  return name.empty() ? std::string(reference) : name;
+}
+
 }  // namespace tandem::model

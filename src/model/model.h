@@ -143,6 +143,11 @@ struct LoadOptions {
 absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& path,
                                                  const LoadOptions& options = {});
 
+// The name a model is served under (the OpenAI `model` field) when none is configured, the same
+// for the router and every worker: "random-<shape>" for `random:<shape>[:...]`, else the file
+// or folder name without its extension ("models/demo.gguf" -> "demo").
+std::string DefaultServedModelName(std::string_view reference);
+
 // The tensors a model of `config` must have, with their GGUF-order shapes; used to check loaded
 // models and by the writer.
 struct ExpectedTensor {
