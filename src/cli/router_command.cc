@@ -69,6 +69,7 @@ struct RouterCommandOptions {
   double drain_timeout_seconds = 30;
   int max_n = 16;
   bool access_log = false;
+  std::string planner_url;
 };
 
 absl::StatusOr<std::pair<std::string, int>> ParseListen(const std::string& listen) {
@@ -157,6 +158,7 @@ int RunRouter(const CLI::App* command, const RouterCommandOptions& o) {
   options.heartbeat_timeout = absl::Seconds(o.heartbeat_timeout_seconds);
   options.poll_interval = absl::Seconds(o.poll_interval_seconds);
   options.access_log = o.access_log;
+  options.planner_url = o.planner_url;
 
   // Signals are taken synchronously; block them before any thread starts so all inherit it.
   sigset_t signals;
@@ -296,6 +298,8 @@ void RegisterRouter(CLI::App& root) {
   router->add_option("--max-n", o->max_n, "Largest 'n' a request may ask for")
       ->capture_default_str();
   router->add_flag("--access-log", o->access_log, "Log every HTTP request");
+  router->add_option("--planner", o->planner_url,
+                     "Planner URL whose decisions the /dashboard page charts");
   SetAction(router, [router, o]() -> int { return RunRouter(router, *o); });
 }
 
