@@ -59,7 +59,7 @@ int Run(bool quick) {
   // Wait for the worker's registration.
   for (int i = 0; i < 200; ++i) {
     auto ready = tandem::net::HttpClient::Fetch({.url = router_url + "/ready"});
-    if (ready.ok() && ready->status == 200) break;
+    if (ready.ok() && ready->body.find("\"decode_workers_ready\":true") != std::string::npos) break;
     absl::SleepFor(absl::Milliseconds(20));
   }
   std::vector<int32_t> prompt(tokens.begin(), tokens.begin() + 64);

@@ -285,15 +285,16 @@ absl::Status RouterServer::Impl::Start() {
   // register with it), so a router waiting for workers before it is ready would deadlock every
   // `startsAfter: [router]`. Whether a decode worker is there yet is reported in the body; the
   // API answers 503 while there is none.
+  // Ready means serving: the router is what workers register with (they start after it), so
+  // it cannot wait for them. Whether a decode worker is there is in the body.
   server_->Handle("GET", "/ready", [this](std::shared_ptr<net::HttpExchange> x) {
     if (draining_.load()) {
       x->Reply(
           {.status = 503, .body = R"({"status":"draining"})", .headers = {{"Retry-After", "1"}}});
-    } else if (!state_->CanServe()) {
-      x->ReplyJson(200, R"({"status":"ready","serving":false,"reason":"no ready decode worker"})");
-    } else {
-      x->ReplyJson(200, R"({"status":"ready","serving":true})");
+      return;
     }
+    x->ReplyJson(200,
+                 json({{"status", "ready"}, {"decode_workers_ready", state_->CanServe()}}).dump());
   });
   server_->Handle("GET", "/metrics", [this](std::shared_ptr<net::HttpExchange> x) {
     UpdateWorkerGauges();

@@ -170,37 +170,44 @@ void FakeWorker::RegisterRoutes() {
                                           .dump());
                   },
                   {.json_body = true});
-  server_->Handle("POST", "/v1/generate",
-                  [this, authorized](std::shared_ptr<net::HttpExchange> x) {
-                    if (!authorized(*x)) return;
-                    json body = json::parse(x->request().body, nullptr, false);
-                    if (!body.is_object() || !body.contains("prompt_ids") ||
-                        !body["prompt_ids"].is_array() || body["prompt_ids"].empty()) {
-                      return x->ReplyError(400, "prompt_ids must be a non-empty array",
-                                           "invalid_argument");
-                    }
-                    {
-                      absl::MutexLock lock(&mu_);
-                      if (draining_ || !ready_)
-                        return x->ReplyError(503, "not ready", "unavailable");
-                    }
-                    ++generate_requests_;
-                    auto stream = std::make_shared<Stream>();
-                    stream->context = body["prompt_ids"].get<std::vector<int32_t>>();
-                    stream->prompt_tokens = stream->context.size();
-                    stream->max_tokens = body.value("max_tokens", int64_t{16});
-                    if (body.contains("stop_ids")) {
-                      stream->stop_ids = body["stop_ids"].get<std::vector<int32_t>>();
-                    }
-                    stream->logprobs = body.value("logprobs", -1);
-                    if (body.contains("prefill") && body["prefill"].is_object()) {
-                      stream->prefill_url = body["prefill"].value("url", "");
-                    }
-                    stream->sse = x->StartSse();
-                    absl::MutexLock lock(&mu_);
-                    streams_.push_back(stream);
-                  },
-                  {.json_body = true});
+  server_->Handle(
+      "POST", "/v1/generate",
+      [this, authorized](std::shared_ptr<net::HttpExchange> x) {
+        if (!authorized(*x)) return;
+        json body = json::parse(x->request().body, nullptr, false);
+        if (!body.is_object() || !body.contains("prompt_ids") || !body["prompt_ids"].is_array() ||
+            body["prompt_ids"].empty()) {
+          return x->ReplyError(400, "prompt_ids must be a non-empty array", "invalid_argument");
+        }
+        {
+          absl::MutexLock lock(&mu_);
+          if (draining_ || !ready_) return x->ReplyError(503, "not ready", "unavailable");
+        }
+        ++generate_requests_;
+        auto stream = std::make_shared<Stream>();
+        stream->context = body["prompt_ids"].get<std::vector<int32_t>>();
+        stream->prompt_tokens = stream->context.size();
+        stream->max_tokens = body.value("max_tokens", int64_t{16});
+        if (body.contains("stop_ids")) {
+          stream->stop_ids = body["stop_ids"].get<std::vector<int32_t>>();
+        }
+        stream->logprobs = body.value("logprobs", -1);
+        if (body.contains("prefill") && body["prefill"].is_object()) {
+          stream->prefill_url = body["prefill"].value("url", "");
+        }
+        stream->sse = x->StartSse();
+        if (options_.token_delay == absl::ZeroDuration() && stream->prefill_url.empty()) {
+          // No pacing: answer at once (what latency benchmarks measure against).
+          StoreBlocks(stream->context);
+          stream->prefilled = true;
+          while (!Step(*stream)) {
+          }
+          return;
+        }
+        absl::MutexLock lock(&mu_);
+        streams_.push_back(stream);
+      },
+      {.json_body = true});
   server_->Handle("GET", "/v1/kv/events", [this, authorized](std::shared_ptr<net::HttpExchange> x) {
     if (!authorized(*x)) return;
     uint64_t since = 0;
@@ -291,46 +298,45 @@ void FakeWorker::Generator() {
         }
         StoreBlocks(prompt);
       }
-      const int32_t next = NextToken(stream->context, options_.token_ids);
-      bool finished = false;
-      std::string reason;
-      if (std::find(stream->stop_ids.begin(), stream->stop_ids.end(), next) !=
-          stream->stop_ids.end()) {
-        finished = true;
-        reason = "stop";
-      } else {
-        json event = {{"token", next}};
-        if (stream->logprobs >= 0) {
-          event["logprob"] = -0.5;
-          event["top_logprobs"] = json::array({json::array({next, -0.5})});
-        }
-        stream->context.push_back(next);
-        ++stream->generated;
-        stream->sse->Send(event.dump());
-        if (stream->generated >= stream->max_tokens) {
-          finished = true;
-          reason = "length";
-        }
-      }
-      if (finished) {
-        json done = {{"finish_reason", reason},
-                     {"usage",
-                      {{"prompt_tokens", stream->prompt_tokens},
-                       {"completion_tokens", stream->generated},
-                       {"cached_tokens", 0}}},
-                     {"timing",
-                      {{"queue_ms", 0.1},
-                       {"prefill_ms", 1.0},
-                       {"transfer_ms", 0.0},
-                       {"prefill", stream->prefill_kind}}}};
-        stream->sse->Send(done.dump());
-        stream->sse->Close();
+      if (Step(*stream)) {
         absl::MutexLock lock(&mu_);
         streams_.erase(std::remove(streams_.begin(), streams_.end(), stream), streams_.end());
       }
     }
     absl::SleepFor(options_.token_delay);
   }
+}
+
+bool FakeWorker::Step(Stream& stream) {
+  const int32_t next = NextToken(stream.context, options_.token_ids);
+  std::string reason;
+  if (std::find(stream.stop_ids.begin(), stream.stop_ids.end(), next) != stream.stop_ids.end()) {
+    reason = "stop";
+  } else {
+    json event = {{"token", next}};
+    if (stream.logprobs >= 0) {
+      event["logprob"] = -0.5;
+      event["top_logprobs"] = json::array({json::array({next, -0.5})});
+    }
+    stream.context.push_back(next);
+    ++stream.generated;
+    stream.sse->Send(event.dump());
+    if (stream.generated >= stream.max_tokens) reason = "length";
+  }
+  if (reason.empty()) return false;
+  json done = {{"finish_reason", reason},
+               {"usage",
+                {{"prompt_tokens", stream.prompt_tokens},
+                 {"completion_tokens", stream.generated},
+                 {"cached_tokens", 0}}},
+               {"timing",
+                {{"queue_ms", 0.1},
+                 {"prefill_ms", 1.0},
+                 {"transfer_ms", 0.0},
+                 {"prefill", stream.prefill_kind}}}};
+  stream.sse->Send(done.dump());
+  stream.sse->Close();
+  return true;
 }
 
 void FakeWorker::Heartbeater() {

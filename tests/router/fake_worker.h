@@ -32,8 +32,8 @@ struct FakeWorkerOptions {
   std::string role = "both";       // prefill, decode, both
   std::vector<int32_t> token_ids;  // tokens it may generate (must not be empty)
   int block_size = 16;
-  absl::Duration token_delay = absl::Milliseconds(2);
-  std::string router_url;  // empty: no heartbeats
+  absl::Duration token_delay = absl::Milliseconds(2);  // zero: answer each request at once
+  std::string router_url;                              // empty: no heartbeats
   absl::Duration heartbeat_interval = absl::Milliseconds(100);
   std::string cluster_token;
   std::string host = "host-a";
@@ -80,6 +80,8 @@ class FakeWorker {
   struct Subscriber;
   void RegisterRoutes();
   void Generator();
+  // Emits the stream's next token (or its end); true when the stream has finished.
+  bool Step(Stream& stream);
   void Heartbeater();
   void StoreBlocks(const std::vector<int32_t>& tokens);
   std::string InfoJson(bool heartbeat) const;

@@ -295,6 +295,39 @@ TEST(RouterApiTest, StopStringsLogprobsAndChoices) {
   EXPECT_EQ(ready->status, 200);
 }
 
+TEST(RouterApiTest, ReadyWithoutWorkersAndDrainingRefusesNewWork) {
+  RouterServerOptions options = TestRouterOptions();
+  options.queue_timeout = absl::Milliseconds(200);
+  RouterHarness harness(options);
+  // Workers start after the router and register with it: it is ready before they are.
+  auto ready = harness.Get("/ready");
+  ASSERT_TRUE(ready.ok());
+  EXPECT_EQ(ready->status, 200);
+  EXPECT_EQ(json::parse(ready->body)["decode_workers_ready"], false);
+  auto answer = harness.Post("/v1/completions", Completion({300, 301}, 2));
+  ASSERT_TRUE(answer.ok());
+  EXPECT_EQ(answer->status, 503) << answer->body;
+  EXPECT_NE(answer->Header("retry-after"), nullptr);
+  EXPECT_EQ(json::parse(answer->body)["error"]["type"], "server_error");
+
+  harness.AddWorker({.role = "both"});
+  ASSERT_TRUE(harness.WaitForReadyWorkers(1));
+  ready = harness.Get("/ready");
+  ASSERT_TRUE(ready.ok());
+  EXPECT_EQ(json::parse(ready->body)["decode_workers_ready"], true);
+  answer = harness.Post("/v1/completions", Completion({300, 301}, 2));
+  ASSERT_TRUE(answer.ok());
+  EXPECT_EQ(answer->status, 200);
+
+  harness.router().BeginDrain();
+  ready = harness.Get("/ready");
+  ASSERT_TRUE(ready.ok());
+  EXPECT_EQ(ready->status, 503);
+  answer = harness.Post("/v1/completions", Completion({300, 301}, 2));
+  ASSERT_TRUE(answer.ok());
+  EXPECT_EQ(answer->status, 503);
+}
+
 // ------------------------------------------------------------------------------------------
 // Routing
 
