@@ -54,7 +54,7 @@ struct PlannerOptions {
   double prometheus_window_seconds = 0;
   std::string prometheus_selector;
   double warmup_seconds = 0;
-  std::string connector = "local";
+  std::string connector;
   std::string orchestrator_url;
   std::string orchestrator_state;
   std::string namespace_name;
@@ -147,6 +147,9 @@ absl::StatusOr<planner::PlannerSetup> SetupFromFlags(const PlannerOptions& optio
   return setup;
 }
 
+int RunLoop(CLI::App* command, const PlannerOptions& options, planner::PlannerSetup setup,
+            const sigset_t& signals);
+
 // Blocks until `seconds` passed, a stop signal arrived or the loop was asked to stop.
 bool WaitOrStop(const sigset_t& signals, double seconds, const planner::PlannerLoop* loop) {
   const absl::Time deadline = absl::Now() + absl::Seconds(seconds);
@@ -183,6 +186,37 @@ int RunLive(CLI::App* command, const PlannerOptions& options) {
                                     "--ttft-ms and --itl-ms are for a planner without --config; "
                                     "set 'targets' in the config file instead"));
   }
+  // The config's `live` section fills in what the flags do not say.
+  const planner::LiveConfig& live = config.live;
+  auto pick = [](const std::string& flag, const std::string& file) {
+    return flag.empty() ? file : flag;
+  };
+  auto pick_list = [](const std::vector<std::string>& flag, const std::vector<std::string>& file) {
+    return flag.empty() ? file : flag;
+  };
+  PlannerOptions merged = options;
+  merged.listen = pick(options.listen, live.listen);
+  merged.router_url = pick(options.router_url, live.router);
+  merged.scrape = pick_list(options.scrape, live.scrape);
+  merged.prometheus_url = pick(options.prometheus_url, live.prometheus);
+  if (merged.prometheus_window_seconds <= 0) {
+    merged.prometheus_window_seconds = live.prometheus_window_seconds;
+  }
+  merged.prometheus_selector = pick(options.prometheus_selector, live.prometheus_selector);
+  merged.connector = pick(pick(options.connector, live.connector), "local");
+  merged.orchestrator_url = pick(options.orchestrator_url, live.orchestrator);
+  merged.orchestrator_state = pick(options.orchestrator_state, live.orchestrator_state);
+  merged.namespace_name = pick(options.namespace_name, live.kubernetes_namespace);
+  merged.scale = pick_list(options.scale, live.scale);
+  merged.role_of = pick_list(options.role_of, live.role_of);
+  return RunLoop(command, merged, *std::move(setup), signals);
+}
+
+int RunLoop(CLI::App* command, const PlannerOptions& options, planner::PlannerSetup setup_value,
+            const sigset_t& signals) {
+  Env& env = Env::Default();
+  planner::PlannerSetup* setup = &setup_value;
+  planner::PlannerConfig& config = setup->config;
   if (options.connector != "local" && options.connector != "kubernetes" &&
       options.connector != "none") {
     return ReportError(command, absl::InvalidArgumentError(absl::StrCat(

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "core/status.h"
+#include "planner/scale_targets.h"
 #include "yaml-cpp/yaml.h"
 
 namespace tandem::planner {
@@ -83,6 +84,44 @@ class MapReader {
     if (!value.IsScalar()) return Error(value, key, "must be a string", value);
     *out = value.Scalar();
     return absl::OkStatus();
+  }
+
+  absl::Status StringList(const std::string& key, std::vector<std::string>* out) {
+    YAML::Node value = Find(key);
+    if (Absent(value)) return absl::OkStatus();
+    if (!value.IsSequence()) return Error(value, key, "must be a list of strings", value);
+    std::vector<std::string> items;
+    for (const YAML::Node& item : value) {
+      if (!item.IsScalar()) return Error(item, key, "must be a list of strings", item);
+      items.push_back(item.Scalar());
+    }
+    *out = std::move(items);
+    return absl::OkStatus();
+  }
+
+  // A mapping of names to strings, as "NAME=VALUE" items.
+  absl::Status StringMap(const std::string& key, std::vector<std::string>* out) {
+    YAML::Node value = Find(key);
+    if (Absent(value)) return absl::OkStatus();
+    if (!value.IsMap()) return Error(value, key, "must be a mapping of names to strings", value);
+    std::vector<std::string> items;
+    for (const auto& item : value) {
+      if (!item.second.IsScalar()) {
+        return Error(item.second, key, "must be a mapping of names to strings", item.second);
+      }
+      items.push_back(absl::StrCat(item.first.Scalar(), "=", item.second.Scalar()));
+    }
+    *out = std::move(items);
+    return absl::OkStatus();
+  }
+
+  // The line of the `index`th item of the list `key` ("planner.yaml:7").
+  std::string WhereItem(const std::string& key, size_t index) const {
+    const YAML::Node& node = node_;
+    if (node.IsMap() && node[key] && node[key].IsSequence() && index < node[key].size()) {
+      return Where(node[key][index]);
+    }
+    return WhereKey(key);
   }
 
   // The child mapping, or an undefined node when absent.
@@ -420,6 +459,48 @@ absl::StatusOr<PlannerConfig> ParsePlannerConfig(std::string_view yaml, std::str
     TANDEM_RETURN_IF_ERROR(load.Int("window", &config.regression_window));
     TANDEM_RETURN_IF_ERROR(load.Int("min_samples", &config.regression_min_samples));
     TANDEM_RETURN_IF_ERROR(load.NoUnknownKeys());
+
+    TANDEM_ASSIGN_OR_RETURN(MapReader live, top.Child("live"));
+    LiveConfig& l = config.live;
+    TANDEM_RETURN_IF_ERROR(live.String("listen", &l.listen));
+    TANDEM_RETURN_IF_ERROR(live.String("router", &l.router));
+    TANDEM_RETURN_IF_ERROR(live.StringList("scrape", &l.scrape));
+    TANDEM_RETURN_IF_ERROR(live.String("prometheus", &l.prometheus));
+    TANDEM_RETURN_IF_ERROR(live.Number("prometheus_window_s", &l.prometheus_window_seconds));
+    TANDEM_RETURN_IF_ERROR(live.String("prometheus_selector", &l.prometheus_selector));
+    TANDEM_RETURN_IF_ERROR(live.String("connector", &l.connector));
+    TANDEM_RETURN_IF_ERROR(live.String("orchestrator", &l.orchestrator));
+    TANDEM_RETURN_IF_ERROR(live.String("orchestrator_state", &l.orchestrator_state));
+    TANDEM_RETURN_IF_ERROR(live.String("namespace", &l.kubernetes_namespace));
+    TANDEM_RETURN_IF_ERROR(live.StringList("scale", &l.scale));
+    TANDEM_RETURN_IF_ERROR(live.StringMap("role_of", &l.role_of));
+    TANDEM_RETURN_IF_ERROR(live.NoUnknownKeys());
+    if (!l.connector.empty() && l.connector != "local" && l.connector != "kubernetes" &&
+        l.connector != "none") {
+      return absl::InvalidArgumentError(absl::StrCat(live.WhereKey("connector"),
+                                                     ": unknown 'live.connector' '", l.connector,
+                                                     "' (expected local, kubernetes or none)"));
+    }
+    if (l.prometheus_window_seconds < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          live.WhereKey("prometheus_window_s"), ": 'live.prometheus_window_s' must be > 0, got ",
+          l.prometheus_window_seconds));
+    }
+    for (size_t i = 0; i < l.scale.size(); ++i) {
+      absl::StatusOr<ScaleTarget> target = ParseScaleTarget(l.scale[i]);
+      if (!target.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            live.WhereItem("scale", i), ": 'live.scale': ", target.status().message()));
+      }
+    }
+    for (const std::string& item : l.role_of) {
+      const std::string kind = item.substr(item.find('=') + 1);
+      if (kind != "prefill" && kind != "decode") {
+        return absl::InvalidArgumentError(absl::StrCat(
+            live.WhereKey("role_of"), ": 'live.role_of' maps '", item.substr(0, item.find('=')),
+            "' to '", kind, "' (expected prefill or decode)"));
+      }
+    }
 
     TANDEM_RETURN_IF_ERROR(top.NoUnknownKeys());
     absl::Status valid = ValidatePlannerConfig(config);

@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/env.h"
@@ -48,6 +49,23 @@ struct ReplicaBounds {
   // prefill instances / decode instances must lie in [min_ratio, max_ratio].
   double min_ratio = 0;
   double max_ratio = std::numeric_limits<double>::infinity();
+};
+
+// Where the live planner reads metrics and how it applies decisions (the `live` section; each
+// field is also a `tandem planner` flag, which wins). Empty = not set.
+struct LiveConfig {
+  std::string listen;               // HOST:PORT of /metrics, /health, /ready, /v1/decision
+  std::string router;               // router URL: its /metrics and GET /v1/workers
+  std::vector<std::string> scrape;  // more /metrics to read
+  std::string prometheus;           // a Prometheus server's URL instead of scraping
+  double prometheus_window_seconds = 0;
+  std::string prometheus_selector;
+  std::string connector;  // local, kubernetes or none
+  std::string orchestrator;
+  std::string orchestrator_state;
+  std::string kubernetes_namespace;
+  std::vector<std::string> scale;    // NAME=RESOURCE[*PODS][,...]:MIN:MAX, checked when parsed
+  std::vector<std::string> role_of;  // NAME=prefill|decode
 };
 
 struct PlannerConfig {
@@ -91,6 +109,8 @@ struct PlannerConfig {
   // trusted once it has `regression_min_samples`.
   int regression_window = 200;
   int regression_min_samples = 10;
+
+  LiveConfig live;
 };
 
 // Checks every field, including that some replica counts satisfy all bounds at once.

@@ -175,6 +175,58 @@ TEST(PlannerConfigTest, LoadsTheProfileBesideTheConfig) {
               HasSubstr("planner config"));
 }
 
+TEST(PlannerConfigTest, ParsesTheLiveSection) {
+  constexpr char kLive[] = R"(mode: load
+targets: {ttft_ms: 300, itl_ms: 40}
+prefill: {max: 4}
+decode: {max: 4}
+live:
+  listen: 0.0.0.0:8090
+  router: http://router:8000
+  scrape: [http://a:8080, b:8080]
+  prometheus: http://prometheus:9090
+  prometheus_window_s: 30
+  prometheus_selector: namespace="serving"
+  connector: kubernetes
+  namespace: serving
+  scale: [gen=apps/statefulsets/x-gen:1:8]
+  role_of: {gen: decode}
+)";
+  absl::StatusOr<PlannerConfig> config = ParsePlannerConfig(kLive, "p.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const LiveConfig& live = config->live;
+  EXPECT_EQ(live.listen, "0.0.0.0:8090");
+  EXPECT_EQ(live.router, "http://router:8000");
+  EXPECT_EQ(live.scrape, (std::vector<std::string>{"http://a:8080", "b:8080"}));
+  EXPECT_EQ(live.prometheus, "http://prometheus:9090");
+  EXPECT_EQ(live.prometheus_window_seconds, 30);
+  EXPECT_EQ(live.prometheus_selector, "namespace=\"serving\"");
+  EXPECT_EQ(live.connector, "kubernetes");
+  EXPECT_EQ(live.kubernetes_namespace, "serving");
+  EXPECT_EQ(live.scale, std::vector<std::string>{"gen=apps/statefulsets/x-gen:1:8"});
+  EXPECT_EQ(live.role_of, std::vector<std::string>{"gen=decode"});
+
+  const std::string head =
+      "mode: load\ntargets: {ttft_ms: 300, itl_ms: 40}\nprefill: {max: 4}\n"
+      "decode: {max: 4}\nlive:\n";
+  const std::pair<std::string, std::string> bad[] = {
+      {"  connector: magic\n",
+       "p.yaml:6: unknown 'live.connector' 'magic' (expected local, kubernetes or none)"},
+      {"  scale: [decode=decode:2:1]\n", "p.yaml:6: 'live.scale': --scale 'decode=decode:2:1'"},
+      {"  scale: decode=decode:1:2\n", "'live.scale' must be a list of strings"},
+      {"  role_of: {gen: both}\n",
+       "'live.role_of' maps 'gen' to 'both' (expected prefill or "
+       "decode)"},
+      {"  routr: http://x\n", "p.yaml:6: unknown key 'live.routr'"},
+      {"  prometheus_window_s: -5\n", "'live.prometheus_window_s' must be > 0, got -5"},
+  };
+  for (const auto& [yaml, message] : bad) {
+    absl::StatusOr<PlannerConfig> refused = ParsePlannerConfig(head + yaml, "p.yaml");
+    ASSERT_FALSE(refused.ok()) << yaml;
+    EXPECT_THAT(refused.status().message(), HasSubstr(message)) << yaml;
+  }
+}
+
 TEST(PlannerConfigTest, SmallestFeasibleReplicasRespectsEveryBound) {
   ReplicaBounds bounds{.prefill = {.min_instances = 1, .max_instances = 8, .gpus_per_instance = 2},
                        .decode = {.min_instances = 1, .max_instances = 8, .gpus_per_instance = 4},

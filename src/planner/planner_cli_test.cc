@@ -1,5 +1,9 @@
 // Runs the `tandem planner` binary on the shipped examples: the decision of the worked example in
 // docs/planner.md, and clear refusals.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -116,6 +120,90 @@ TEST(PlannerCliTest, RefusesWhatItCannotDo) {
   result = RunPlanner("--config examples/planner/load.yaml --once --snapshot no-such-file.json");
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.output, HasSubstr("metrics snapshot: "));
+}
+
+}  // namespace
+
+namespace {
+
+// `tandem planner --config FILE` alone runs the live loop from the config's `live` section; a
+// router that does not answer only skips intervals (counted), and SIGTERM stops it cleanly.
+TEST(PlannerCliTest, RunsFromItsConfigAndStopsOnSigterm) {
+  const char* binary = std::getenv("TANDEM_BINARY");
+  ASSERT_NE(binary, nullptr);
+  char dir[] = "/tmp/tandem-planner-cli-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string config = std::string(dir) + "/planner.yaml";
+  const std::string log = std::string(dir) + "/planner.log";
+  FILE* file = fopen(config.c_str(), "w");
+  ASSERT_NE(file, nullptr);
+  fputs(
+      "mode: load\n"
+      "interval_s: 0.2\n"
+      "targets: {ttft_ms: 300, itl_ms: 40}\n"
+      "prefill: {max: 2}\n"
+      "decode: {max: 2}\n"
+      "live:\n"
+      "  listen: 127.0.0.1:0\n"
+      "  router: http://127.0.0.1:1\n"
+      "  connector: none\n",
+      file);
+  fclose(file);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    freopen(log.c_str(), "w", stderr);
+    execl(binary, binary, "planner", "--config", config.c_str(), nullptr);
+    _exit(127);
+  }
+  auto read_log = [&] {
+    std::string text;
+    if (FILE* f = fopen(log.c_str(), "r")) {
+      std::array<char, 4096> buffer;
+      size_t n;
+      while ((n = fread(buffer.data(), 1, buffer.size(), f)) > 0) text.append(buffer.data(), n);
+      fclose(f);
+    }
+    return text;
+  };
+  std::string text;
+  for (int i = 0; i < 100 && text.find("planner interval skipped") == std::string::npos; ++i) {
+    usleep(50'000);
+    text = read_log();
+  }
+  EXPECT_THAT(text, HasSubstr("planner started mode=load advisory=true"));
+  EXPECT_THAT(text, HasSubstr("connector=advisory"));
+  EXPECT_THAT(text, HasSubstr("planner interval skipped"));
+  EXPECT_THAT(text, HasSubstr("http://127.0.0.1:1: not read"));
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int status = 0;
+  for (int i = 0; i < 100 && waitpid(pid, &status, WNOHANG) == 0; ++i) usleep(50'000);
+  if (waitpid(pid, &status, WNOHANG) == 0 && kill(pid, 0) == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    FAIL() << "the planner did not stop within 5 s of SIGTERM\n" << read_log();
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_log();
+  EXPECT_THAT(read_log(), HasSubstr("planner stopped"));
+  std::system((std::string("rm -rf ") + dir).c_str());
+}
+
+// A bad `live` section is refused with its line.
+TEST(PlannerCliTest, RefusesABadLiveSection) {
+  const char* path = "/tmp/tandem-planner-cli-live.yaml";
+  FILE* file = fopen(path, "w");
+  ASSERT_NE(file, nullptr);
+  fputs(
+      "mode: load\ntargets: {ttft_ms: 300, itl_ms: 40}\nprefill: {max: 2}\ndecode: {max: 2}\n"
+      "live:\n  connector: local\n  scale:\n    - decode=decode:1:8\n    - prefill=prefill:4:2\n",
+      file);
+  fclose(file);
+  Result result = RunPlanner(std::string("--config ") + path);
+  EXPECT_EQ(result.exit_code, 2) << result.output;
+  EXPECT_THAT(
+      result.output,
+      HasSubstr("tandem-planner-cli-live.yaml:9: 'live.scale': --scale 'prefill=prefill:4:2'"));
+  remove(path);
 }
 
 }  // namespace

@@ -10,11 +10,11 @@
 #include "core/latency_profile.h"
 #include "planner/config.h"
 #include "planner/metrics_scraper.h"
+#include "planner/observation.h"
+#include "planner/planner.h"
 #include "planner/prometheus_source.h"
 #include "planner/prometheus_text.h"
 #include "planner/scale_targets.h"
-#include "planner/observation.h"
-#include "planner/planner.h"
 
 namespace {
 
