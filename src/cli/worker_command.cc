@@ -47,6 +47,7 @@ struct WorkerFlags {
   int64_t max_batch_tokens = 512;
   int block_size = 16;
   double drain_timeout = 120;
+  int64_t max_requests = 1024;
 };
 
 absl::StatusOr<worker::WorkerOptions> ToOptions(const CLI::App* command, const WorkerFlags& f) {
@@ -92,6 +93,8 @@ absl::StatusOr<worker::WorkerOptions> ToOptions(const CLI::App* command, const W
     return absl::InvalidArgumentError("--block-size must be in 1..1024");
   }
   o.block_size = f.block_size;
+  if (f.max_requests < 1) return absl::InvalidArgumentError("--max-requests must be at least 1");
+  o.max_requests = f.max_requests;
   const bool all_loopback =
       worker::IsLoopbackHost(o.listen.host) && worker::IsLoopbackHost(o.kv_listen.host);
   TANDEM_ASSIGN_OR_RETURN(
@@ -167,6 +170,8 @@ void RegisterWorker(CLI::App& root) {
                       "Tokens per engine step (default 512)");
   command->add_option("--block-size", f->block_size,
                       "Tokens per KV block (default 16; equal on prefill and decode workers)");
+  command->add_option("--max-requests", f->max_requests,
+                      "Requests in flight at once; more are answered 429 (default 1024)");
   command->add_option("--drain-timeout", f->drain_timeout,
                       "Seconds SIGTERM waits for in-flight requests (default 120)");
   SetAction(command, [command, f]() { return RunWorker(command, *f); });

@@ -74,6 +74,8 @@ struct WorkerOptions {
   int block_size = 16;
   absl::Duration heartbeat_interval = absl::Seconds(1);
   int max_prefill_timeout_ms = 600'000;
+  // Requests (generate and prefill) in flight at once; more are answered 429.
+  int64_t max_requests = 1024;
 };
 
 // The token to use given the flag/variable value and whether every listen address is loopback

@@ -219,6 +219,10 @@ class Worker::Impl {
               std::string body);
 
   int64_t EstimateUncached(const std::vector<int32_t>& prompt) const;
+  bool Overloaded() {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int64_t>(calls_.size() + jobs_.size()) >= options_.max_requests;
+  }
   void StatsLoop();
   void HeartbeatLoop();
   std::string HeartbeatJson();
@@ -607,8 +611,7 @@ void Worker::Impl::HandleKvEvents(const std::shared_ptr<net::HttpExchange>& exch
   std::optional<uint64_t> consumer_epoch;
   if (std::optional<std::string> text = exchange->request().QueryParam("since"); text) {
     if (!absl::SimpleAtoi(*text, &since)) {
-      Refuse(exchange, absl::InvalidArgumentError("'since' must be a non-negative event id"),
-             "");
+      Refuse(exchange, absl::InvalidArgumentError("'since' must be a non-negative event id"), "");
       return;
     }
   }
@@ -654,6 +657,13 @@ void Worker::Impl::HandleGenerate(const std::shared_ptr<net::HttpExchange>& exch
   absl::StatusOr<GenerateParams> params = ParseGenerateRequest(exchange->request().body, limits_);
   if (!params.ok()) {
     Refuse(exchange, params.status(), "generate");
+    return;
+  }
+  if (Overloaded()) {
+    Refuse(exchange,
+           absl::ResourceExhaustedError(
+               absl::StrCat("the worker runs its maximum of ", options_.max_requests, " requests")),
+           "generate");
     return;
   }
   auto call = std::make_shared<GenerateCall>();
@@ -803,9 +813,16 @@ void Worker::Impl::StartRemote(const std::shared_ptr<GenerateCall>& call) {
   };
   // The reservation must be known before the prefill worker can claim it.
   const uint64_t kv_id = table_->Add(std::move(spec));
+  bool cancelled;
   {
     absl::MutexLock lock(&call->mu);
     call->kv_reservation = kv_id;
+    cancelled = call->state.cancelled;
+  }
+  if (cancelled) {
+    // Cancelled while reserving: end the reservation now (DriveRemote abandons the call).
+    receiver_->Cancel(kv_id);
+    return;
   }
   PrefillParams job;
   job.request_id = call->params.request_id;
@@ -1135,6 +1152,13 @@ void Worker::Impl::HandlePrefill(const std::shared_ptr<net::HttpExchange>& excha
                params->kv.first_block + params->kv.num_blocks - 1,
                " do not end at the prompt's last block (", prompt_blocks, " blocks of ",
                layout_.block_size, " tokens); do both workers use the same block size?")),
+           "prefill");
+    return;
+  }
+  if (Overloaded()) {
+    Refuse(exchange,
+           absl::ResourceExhaustedError(
+               absl::StrCat("the worker runs its maximum of ", options_.max_requests, " requests")),
            "prefill");
     return;
   }

@@ -641,6 +641,23 @@ TEST(WorkerApiTest, RegistersWithALateRouterAndDrainsOnSigterm) {
   router.Shutdown(absl::ZeroDuration());
 }
 
+TEST(WorkerApiTest, OverloadIsAnsweredEarlyWith429) {
+  auto worker = WorkerProcess::Start(
+      {.role = "both", .model = "random:small", .extra = {"--max-requests", "1"}});
+  ASSERT_TRUE(worker);
+  std::future<Generation> running = GenerateAsync(worker->url(), Greedy(MakePrompt(100, 15), 100));
+  ASSERT_TRUE(
+      WaitFor([&] { return Info(worker->url())["requests"]["generate"] == 1; }, absl::Seconds(10)));
+  absl::StatusOr<net::HttpResult> refused =
+      Call("POST", worker->url() + "/v1/generate", Greedy({1, 2}, 2).dump());
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->status, 429) << refused->body;
+  EXPECT_NE(refused->Header("retry-after"), nullptr);
+  EXPECT_EQ(running.get().tokens.size(), 100u);
+  EXPECT_EQ(Generate(worker->url(), Greedy({1, 2}, 2)).tokens.size(), 2u);
+  EXPECT_CLEAN(worker->url());
+}
+
 TEST(WorkerApiTest, AdminDrainStopsNewWorkAndReportsNotReady) {
   auto worker = WorkerProcess::Start({.role = "both"});
   ASSERT_TRUE(worker);
