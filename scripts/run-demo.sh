@@ -1,35 +1,59 @@
 #!/usr/bin/env bash
-# `make run`: a tour of what the freshly built `tandem` does today — a deployment spec checked and
-# rendered for Kubernetes, its gangs placed on a cluster model, and a cluster simulated with
-# Tandem's own routing policy. The served demo model (router + prefill + decode on this machine)
-# joins this tour when the worker and router processes land.
+# `make run`: serves the built-in demo model on this machine — a router, one prefill worker and
+# one decode worker (examples/local.yaml) — sends one streamed chat request through them, prints
+# how to send your own, and keeps serving until Ctrl-C, which drains and stops every process.
+#
+# The demo model is written on first use: dummy (random) weights in a shape that answers fast on
+# two CPU cores, with a real BPE tokenizer and chat template. Its answers are fluent-looking
+# nonsense; bring a real GGUF or Hugging Face model and point `model:` in the spec at it.
 set -euo pipefail
 build="${1:-build}"
-tandem="$build/tandem"
-step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "$2"; }
+tandem="$(cd "$(dirname "$build/tandem")" && pwd)/tandem"
+spec=examples/local.yaml
+model=models/demo.gguf
+url=http://127.0.0.1:8000
+bold() { printf '\n\033[1m== %s\033[0m\n' "$1"; }
 
-step "version and CPU paths" "tandem version"
-"$tandem" version
+if [[ ! -f $model ]]; then
+  bold "writing the demo model ($model: dummy weights, real tokenizer)"
+  mkdir -p "$(dirname "$model")"
+  "$tandem" model create --preset small --out "$model.tmp"
+  mv "$model.tmp" "$model"
+fi
 
-step "a disaggregated deployment spec, validated" "tandem validate examples/disagg-8b.yaml"
-"$tandem" validate examples/disagg-8b.yaml
+# A deployment an earlier `make run` left behind when it was killed hard.
+"$tandem" down >/dev/null 2>&1 || true
 
-step "rendered for Grove + KAI Scheduler (first lines)" \
-  "tandem render --target grove examples/disagg-8b.yaml | head -30"
-rendered="$("$tandem" render --target grove examples/disagg-8b.yaml)"
-printf '%s\n' "$rendered" | head -30
+stopping=0
+stop() {
+  [[ $stopping == 1 ]] && return
+  stopping=1
+  trap - INT TERM EXIT
+  bold "stopping (drain, then stop)"
+  "$tandem" down || true
+}
+trap stop INT TERM EXIT
 
-step "gang- and topology-aware placement on a cluster model" \
-  "tandem place --cluster examples/clusters/small.yaml --spec examples/place/disagg.yaml"
-"$tandem" place --cluster examples/clusters/small.yaml --spec examples/place/disagg.yaml || true
+bold "starting router + prefill + decode: tandem up --detach $spec"
+"$tandem" up --detach "$spec"
 
-step "the same cluster, pod by pod (the deadlock gangs prevent)" \
-  "tandem place --cluster examples/clusters/tiny.yaml --spec examples/place/deadlock.yaml --pod-by-pod"
-"$tandem" place --cluster examples/clusters/tiny.yaml --spec examples/place/deadlock.yaml \
-  --pod-by-pod || true
+bold "a streamed chat request through the router (prefill and decode on separate workers)"
+echo "\$ tandem chat --url $url 'Tell me about disaggregated inference.'"
+"$tandem" chat --url "$url" --max-tokens 48 'Tell me about disaggregated inference.'
 
-step "topology-aware vs blind prefill/decode pairing, simulated on 64 GPUs" \
-  "tandem sim examples/sim/exp2-topology.yaml"
-"$tandem" sim examples/sim/exp2-topology.yaml
+cat <<EOF
 
-printf '\nMore: %s --help, and docs/ (architecture, placement, simulations, planner, routing).\n' "$tandem"
+Serving the demo model at $url (OpenAI API). Try:
+
+  curl -N $url/v1/chat/completions -H 'Content-Type: application/json' \\
+    -d '{"model": "demo", "stream": true, "max_tokens": 32,
+         "messages": [{"role": "user", "content": "Hello!"}]}'
+
+  $build/tandem bench --url $url --model demo --num-requests 50 --rate 4
+  $build/tandem status        # roles, replicas, readiness, epochs
+  $url/dashboard   # live charts
+  $url/metrics     # Prometheus metrics
+
+Ctrl-C stops the deployment.
+EOF
+while true; do sleep 3600 & wait $! || true; done

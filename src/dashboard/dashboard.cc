@@ -66,8 +66,8 @@ void Dashboard::AddRoutes(net::HttpServer& server) {
     exchange->Reply(std::move(response));
   });
   server.Handle("GET", "/dashboard/planner", [this](std::shared_ptr<net::HttpExchange> exchange) {
-    if (options_.planner_url.empty()) {
-      exchange->ReplyError(404, "no planner is configured for this router", "not_found");
+    if (options_.planner_url.empty()) {  // nothing to relay: no content, not an error
+      exchange->Reply({.status = 204, .content_type = "text/plain", .body = ""});
       return;
     }
     std::string text, error;

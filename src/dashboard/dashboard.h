@@ -43,7 +43,7 @@ class Dashboard {
   Dashboard(const Dashboard&) = delete;
   Dashboard& operator=(const Dashboard&) = delete;
 
-  // GET /dashboard (the page) and GET /dashboard/planner (the relayed planner metrics: 404
+  // GET /dashboard (the page) and GET /dashboard/planner (the relayed planner metrics: 204
   // without a planner, 503 while none could be read recently).
   void AddRoutes(net::HttpServer& server);
 

