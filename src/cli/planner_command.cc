@@ -320,7 +320,12 @@ int RunLoop(CLI::App* command, const PlannerOptions& options, planner::PlannerSe
       LogWarn("planner waiting for the orchestrator", {{"error", std::string(resolved.message())}});
       if (WaitOrStop(signals, 1, nullptr)) return 0;
     }
+    for (const std::string& ignored : local->ignored()) LogWarn("planner", {{"note", ignored}});
     targets = local->targets();
+    if (targets.empty()) {
+      LogWarn("planner: nothing to scale; publishing decisions only (advisory)", {});
+      config.advisory = true;
+    }
   }
   for (const planner::ScaleTarget& target : targets) {
     if (target.composition.prefill + target.composition.decode == 0) {

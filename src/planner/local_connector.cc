@@ -92,6 +92,7 @@ absl::StatusOr<std::string> LocalScaleConnector::Call(const std::string& method,
 }
 
 absl::Status LocalScaleConnector::Resolve() {
+  ignored_.clear();
   absl::StatusOr<std::string> body = Call("GET", "/v1/status", "");
   if (!body.ok()) return body.status();
   json status = json::parse(*body, nullptr, /*allow_exceptions=*/false);
@@ -125,14 +126,21 @@ absl::Status LocalScaleConnector::Resolve() {
           absl::StrCat("scale target '", target.name,
                        "': the deployment has no role or scaling group of that name"));
     }
-    if (composition.prefill + composition.decode == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("scale target '", target.name,
-                       "' holds no prefill or decode role; the planner sizes "
-                       "only those"));
-    }
     target.composition = composition;
   }
+  // A unit holding neither (an aggregated `worker` role) is not the planner's to size: it is
+  // left alone, and said so.
+  std::vector<ScaleTarget> kept;
+  for (ScaleTarget& target : targets_) {
+    if (target.composition.prefill + target.composition.decode == 0) {
+      ignored_.push_back(absl::StrCat(
+          "scale target '", target.name,
+          "' holds no prefill or decode role (the planner sizes only those); left alone"));
+    } else {
+      kept.push_back(std::move(target));
+    }
+  }
+  targets_ = std::move(kept);
   resolved_ = true;
   return absl::OkStatus();
 }

@@ -49,9 +49,11 @@ class LocalScaleConnector : public ScaleConnector {
   LocalScaleConnector(LocalOrchestrator orchestrator, std::vector<ScaleTarget> targets);
 
   // Reads the status and sets each target's composition. kNotFound for a name the deployment
-  // does not have, kInvalidArgument for a unit holding no prefill or decode role,
-  // kUnavailable when the supervisor cannot be reached.
+  // does not have, kUnavailable when the supervisor cannot be reached. A unit holding no prefill
+  // or decode role (an aggregated worker role) is dropped from the targets and named in
+  // ignored().
   absl::Status Resolve();
+  const std::vector<std::string>& ignored() const { return ignored_; }
   bool resolved() const { return resolved_; }
   const std::vector<ScaleTarget>& targets() const { return targets_; }
 
@@ -71,6 +73,7 @@ class LocalScaleConnector : public ScaleConnector {
 
   LocalOrchestrator orchestrator_;
   std::vector<ScaleTarget> targets_;
+  std::vector<std::string> ignored_;
   bool resolved_ = false;
   int scale_calls_ = 0;
 };

@@ -125,9 +125,13 @@ TEST(LocalConnectorTest, RefusalsSayWhatWentWrong) {
                               {*ParseScaleTarget("gen=gen:1:2")});
   EXPECT_EQ(unknown.Resolve().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(unknown.Resolve().message(), HasSubstr("no role or scaling group of that name"));
-  LocalScaleConnector router({.url = supervisor.url(), .token = "secret"},
-                             {*ParseScaleTarget("router=router:1:2")});
-  EXPECT_THAT(router.Resolve().message(), HasSubstr("holds no prefill or decode role"));
+  LocalScaleConnector router(
+      {.url = supervisor.url(), .token = "secret"},
+      {*ParseScaleTarget("router=router:1:2"), *ParseScaleTarget("decode=decode:1:2")});
+  ASSERT_TRUE(router.Resolve().ok());
+  ASSERT_EQ(router.targets().size(), 1u);  // the router is not the planner's to size
+  EXPECT_EQ(router.targets()[0].name, "decode");
+  EXPECT_THAT(router.ignored(), ElementsAre(HasSubstr("'router' holds no prefill or decode role")));
   LocalScaleConnector wrong_token({.url = supervisor.url(), .token = "guess"},
                                   {*ParseScaleTarget("decode=decode:1:2")});
   EXPECT_EQ(wrong_token.Apply(Wants(1, 2)).code(), absl::StatusCode::kPermissionDenied);
