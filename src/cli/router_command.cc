@@ -27,6 +27,7 @@
 #include "router/routing_policy.h"
 #include "router/server.h"
 #include "router/topology.h"
+#include "worker/options.h"
 
 namespace tandem::cli {
 namespace {
@@ -114,7 +115,12 @@ int RunRouter(const CLI::App* command, const RouterCommandOptions& o) {
   options.chat_template = o.chat_template;
   options.static_workers = o.workers;
   options.api_keys = o.api_keys;
-  options.cluster_token = o.cluster_token;
+  // The workers' rule: on loopback without a token, the per-user default token file that local
+  // workers use too; beyond loopback, a token must be given.
+  absl::StatusOr<std::string> token = worker::ResolveClusterToken(
+      o.cluster_token, worker::IsLoopbackHost(listen->first), Env::Default());
+  if (!token.ok()) return ReportError(command, token.status());
+  options.cluster_token = *token;
   router::RoutingConfig& routing = options.routing.routing;
   routing.block_size = o.block_size;
   routing.overlap_weight = o.overlap_weight;

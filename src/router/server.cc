@@ -78,6 +78,50 @@ std::string_view RoleLabel(WorkerRole role) {
   }
 }
 
+// Replaces every byte that does not start a complete, valid UTF-8 character with U+FFFD. The
+// decoder only splits text between characters, so applying this to each piece gives the same
+// text whether the pieces are streamed or joined: streamed and non-streamed answers agree even
+// for tokens that are not valid UTF-8 on their own.
+std::string ValidUtf8(std::string text) {
+  size_t i = 0;
+  while (i < text.size() && static_cast<unsigned char>(text[i]) < 0x80) ++i;
+  if (i == text.size()) return text;  // ASCII: the common case
+  std::string out = text.substr(0, i);
+  while (i < text.size()) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    size_t length = 0;
+    uint32_t min = 0;
+    if (c < 0x80) {
+      length = 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      length = 2;
+      min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      length = 3;
+      min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      length = 4;
+      min = 0x10000;
+    }
+    bool valid = length > 0 && i + length <= text.size();
+    uint32_t code = length == 1 ? c : (c & (0x7F >> length));
+    for (size_t k = 1; valid && k < length; ++k) {
+      const unsigned char next = static_cast<unsigned char>(text[i + k]);
+      valid = (next & 0xC0) == 0x80;
+      code = (code << 6) | (next & 0x3F);
+    }
+    valid = valid && code >= min && code <= 0x10FFFF && !(code >= 0xD800 && code <= 0xDFFF);
+    if (valid) {
+      out.append(text, i, length);
+      i += length;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
 // One choice of one request: its prompt, what the workers generated so far, and the stream
 // that currently produces it.
 struct Sequence {
@@ -278,9 +322,11 @@ absl::Status RouterServer::Impl::Start() {
   server_->Handle("POST", "/v1/workers/heartbeat",
                   [this](auto x) { HandleHeartbeat(std::move(x)); });
   server_->Handle("GET", "/v1/workers", [this](auto x) { HandleWorkers(std::move(x)); });
-  server_->Handle("GET", "/health", [](std::shared_ptr<net::HttpExchange> x) {
-    x->ReplyJson(200, R"({"status":"ok","role":"router"})");
-  });
+  // The epoch names this process incarnation, as the workers' does.
+  const std::string health =
+      json({{"status", "ok"}, {"role", "router"}, {"epoch", RandomHex(16)}}).dump();
+  server_->Handle("GET", "/health",
+                  [health](std::shared_ptr<net::HttpExchange> x) { x->ReplyJson(200, health); });
   // Ready means "takes registrations and requests": workers start after the router (they
   // register with it), so a router waiting for workers before it is ready would deadlock every
   // `startsAfter: [router]`. Whether a decode worker is there yet is reported in the body; the
@@ -799,7 +845,7 @@ void RouterServer::Impl::OnToken(const std::shared_ptr<Request>& request, Sequen
     }
     (request->api.stream ? seq.pending_logprobs : seq.logprobs).push_back(std::move(lp));
   }
-  StopMatcher::Result piece = seq.stop->Feed(seq.decoder->Feed(token));
+  StopMatcher::Result piece = seq.stop->Feed(ValidUtf8(seq.decoder->Feed(token)));
   if (piece.stopped) {
     EmitText(request, seq, std::move(piece.text), false);
     EndAttempt(seq, /*cancel_stream=*/true);
@@ -858,7 +904,7 @@ void RouterServer::Impl::FinishSequence(const std::shared_ptr<Request>& request,
   seq.finish_reason = std::move(finish_reason);
   std::string rest;
   if (!seq.stop->stopped()) {
-    StopMatcher::Result tail = seq.stop->Feed(seq.decoder->Flush());
+    StopMatcher::Result tail = seq.stop->Feed(ValidUtf8(seq.decoder->Flush()));
     rest = tail.text;
     if (tail.stopped) {
       seq.finish_reason = "stop";

@@ -295,6 +295,37 @@ TEST(RouterApiTest, StopStringsLogprobsAndChoices) {
   EXPECT_EQ(ready->status, 200);
 }
 
+TEST(RouterApiTest, TextThatIsNotValidUtf8IsTheSameStreamedOrNot) {
+  // Workers that generate single bytes: lead bytes, continuation bytes and ASCII, mixed.
+  auto renderer = PromptRenderer::Create("random:tiny", "");
+  ASSERT_TRUE(renderer.ok());
+  std::vector<int32_t> byte_tokens;
+  for (int32_t id = 0; id < 256; ++id) {
+    std::string_view bytes = (*renderer)->tokenizer().TokenBytes(id);
+    if (bytes.size() != 1) continue;
+    const unsigned char c = static_cast<unsigned char>(bytes[0]);
+    if (c == 0xC3 || c == 0xE2 || c == 0xF0 || (c >= 0x80 && c <= 0x84) || c == 'a') {
+      byte_tokens.push_back(id);
+    }
+  }
+  ASSERT_GE(byte_tokens.size(), 5u);
+  RouterHarness harness;
+  harness.AddWorker({.role = "both", .token_ids = byte_tokens});
+  ASSERT_TRUE(harness.WaitForReadyWorkers(1));
+  net::EventLoop loop("client");
+  std::mt19937 rng(13);
+  for (int i = 0; i < 5; ++i) {
+    const std::vector<int32_t> prompt = RandomPrompt(rng, 10);
+    auto plain = harness.Post("/v1/completions", Completion(prompt, 40));
+    ASSERT_TRUE(plain.ok());
+    json body = json::parse(plain->body, nullptr, false);
+    ASSERT_TRUE(body.is_object()) << plain->body;
+    StreamCollector stream(loop, harness.url() + "/v1/completions", Completion(prompt, 40, true));
+    ASSERT_TRUE(stream.Wait(absl::Seconds(10)));
+    EXPECT_EQ(stream.result().Text(), body["choices"][0]["text"].get<std::string>());
+  }
+}
+
 TEST(RouterApiTest, ReadyWithoutWorkersAndDrainingRefusesNewWork) {
   RouterServerOptions options = TestRouterOptions();
   options.queue_timeout = absl::Milliseconds(200);
