@@ -241,6 +241,7 @@ struct RouterServer::Impl::Request {
   bool first_token_sent = false;
   bool finished = false;
   bool queued = false;  // counted in queued_
+  int queue_retries = 0;
   int64_t prompt_tokens = 0;
 };
 
@@ -450,14 +451,14 @@ void RouterServer::Impl::HandleHeartbeat(std::shared_ptr<net::HttpExchange> exch
     exchange->ReplyError(400, std::string(report.status().message()), "invalid_request");
     return;
   }
-  if (!report->model.empty() && !renderer_->Matches(report->model, served_name_)) {
-    LogWarn("worker serves another model",
-            {{"worker", report->url}, {"model", report->model}, {"router", served_name_}});
-  }
   absl::StatusOr<RegistryChange> change = state_->Report(*report, NowMicros(), false);
   if (!change.ok()) {
     exchange->ReplyError(429, std::string(change.status().message()), "too_many_workers");
     return;
+  }
+  if (change->added && !report->model.empty() && !renderer_->Matches(report->model, served_name_)) {
+    LogWarn("worker serves another model",
+            {{"worker", report->url}, {"model", report->model}, {"router", served_name_}});
   }
   if (change->added) {
     LogInfo("worker registered", {{"worker", report->url},
@@ -667,10 +668,12 @@ void RouterServer::Impl::Dispatch(const std::shared_ptr<Request>& request, Seque
         queued_.fetch_add(1);
         metrics_->queue_depth.Get("all").Add(1);
       }
-      // Wait for a slot: retry soon (a finishing request or a new worker frees one).
+      // Wait for a slot: retry soon (a finishing request or a new worker frees one), backing
+      // off from 5 ms to 40 ms so a full queue costs little.
       auto self = request;
       const int index = seq.index;
-      request->loop->RunAfter(absl::Milliseconds(10), [this, self, index] {
+      const absl::Duration delay = absl::Milliseconds(5 << std::min(request->queue_retries++, 3));
+      request->loop->RunAfter(delay, [this, self, index] {
         if (self->finished) return;
         Sequence& again = self->sequences[index];
         if (!again.done && again.stream == nullptr) Dispatch(self, again);
@@ -688,6 +691,7 @@ void RouterServer::Impl::Dispatch(const std::shared_ptr<Request>& request, Seque
     }
     return FailRequest(request, error, "error");
   }
+  request->queue_retries = 0;
   if (request->queued) {
     // Leaves the queue once every sequence has a worker.
     bool all_placed = true;
