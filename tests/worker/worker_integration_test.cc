@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <future>
 #include <mutex>
@@ -50,6 +51,28 @@ json Remote(json request, const std::string& prefill_url, int timeout_ms = 30'00
     std::string info_;                                                 \
     EXPECT_TRUE(PoolIsClean(url, absl::Seconds(10), &info_)) << info_; \
   } while (false)
+
+// Prometheus' own linter on a worker's /metrics: what it printed ("" when clean).
+std::string PromtoolProblems(const std::string& url) {
+  if (std::system("command -v promtool > /dev/null 2>&1") != 0) {
+    ADD_FAILURE() << "promtool is missing: run scripts/install-deps.sh";
+    return "";
+  }
+  absl::StatusOr<net::HttpResult> metrics = Call("GET", url + "/metrics", "", "");
+  if (!metrics.ok()) return metrics.status().ToString();
+  char path[] = "/tmp/tandem-worker-metrics-XXXXXX";
+  int fd = ::mkstemp(path);
+  (void)!::write(fd, metrics->body.data(), metrics->body.size());
+  ::close(fd);
+  std::string output;
+  if (FILE* pipe = ::popen(absl::StrCat("promtool check metrics < ", path, " 2>&1").c_str(), "r")) {
+    char buffer[512];
+    while (size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
+    ::pclose(pipe);
+  }
+  ::unlink(path);
+  return output;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Exactness
@@ -147,6 +170,7 @@ TEST(WorkerExactnessTest, DisaggregatedMatchesAggregatedOverSharedMemoryAndTcp) 
   EXPECT_GT(Metric(prefill_shm->url(), "tandem_worker_cached_prompt_tokens_total"), 0);
   for (const auto* w : {both.get(), prefill_shm.get(), prefill_tcp.get(), decode.get()}) {
     EXPECT_CLEAN(w->url());
+    EXPECT_EQ(PromtoolProblems(w->url()), "") << "promtool check metrics on " << w->url();
   }
 }
 
@@ -587,6 +611,7 @@ TEST(WorkerApiTest, KvEventsStreamResumesAndStartsWithASnapshotWhenAsked) {
   EXPECT_EQ(snapshot[0].first, "snapshot");
   EXPECT_EQ(snapshot[0].second["epoch"], epoch);
   EXPECT_EQ(snapshot[0].second["blocks"].size(), 6u);
+  EXPECT_CLEAN(both->url());
 }
 
 TEST(WorkerApiTest, RegistersWithALateRouterAndDrainsOnSigterm) {
