@@ -10,7 +10,9 @@ goes away. On top of that it serves what the planner reads, with the names of do
                                       {"peers": {"prefill": n, "decode": m}} (ready workers seen
                                       in the last second, draining ones left out)
           GET  /v1/workers            {"workers": [{"url", "role", "epoch", "state"}, ...]}
-          GET  /metrics               tandem_router_* counters (a few requests per scrape)
+          GET  /metrics               tandem_router_* counters growing at the rates of
+                                      $FAKE_LOAD_FILE ("prompt_tps", "output_tps", prompts of
+                                      "prompt_tokens")
   worker  heartbeats to --router every 100 ms, learns how many peers of its role are up
           GET  /metrics               tandem_worker_info{role, model, epoch}, and its share of
                                       the role's load: the total in $FAKE_LOAD_FILE (JSON
@@ -148,10 +150,21 @@ def worker_metrics():
 
 
 def router_metrics():
+    # Traffic at the rates of $FAKE_LOAD_FILE ("prompt_tps", "output_tps"; prompts of
+    # "prompt_tokens" tokens), accumulated over the time since the previous scrape.
+    try:
+        with open(LOAD_FILE) as f:
+            load = json.load(f)
+    except Exception:
+        load = {}
+    now = time.monotonic()
     with lock:
-        router_counters["requests"] += 4
-        router_counters["prompt"] += 4 * 500
-        router_counters["generated"] += 4 * 100
+        seconds = now - router_counters.setdefault("time", now)
+        router_counters["time"] = now
+        prompt = float(load.get("prompt_tps", 0)) * seconds
+        router_counters["prompt"] += prompt
+        router_counters["requests"] += prompt / float(load.get("prompt_tokens", 1000))
+        router_counters["generated"] += float(load.get("output_tps", 0)) * seconds
         c = dict(router_counters)
     return (f"# TYPE tandem_router_prompt_tokens_total counter\n"
             f"tandem_router_prompt_tokens_total {c['prompt']}\n"

@@ -85,11 +85,34 @@ class PlannerLiveTest : public ::testing::Test {
     }
   }
 
-  void SetLoad(double prefill_tokens, double decode_blocks, double noise) {
-    std::ofstream(load_path_ + ".tmp")
-        << absl::StrCat(R"({"prefill": )", prefill_tokens, R"(, "decode": )", decode_blocks,
-                        R"(, "noise": )", noise, "}");
+  // The load signal the fakes read (fake_role.py): per-role load totals, noise, traffic rates.
+  void SetLoad(const std::string& json) {
+    std::ofstream(load_path_ + ".tmp") << json;
     std::rename((load_path_ + ".tmp").c_str(), load_path_.c_str());
+  }
+  void SetLoad(double prefill_tokens, double decode_blocks, double noise) {
+    SetLoad(absl::StrCat(R"({"prefill": )", prefill_tokens, R"(, "decode": )", decode_blocks,
+                         R"(, "noise": )", noise, "}"));
+  }
+
+  // Starts the deployment: router, prefill and decode (autoscaled 1..3) and the planner with
+  // `planner_yaml` as its --config.
+  void Up(const std::string& planner_yaml) {
+    std::ofstream(dir_ + "/planner.yaml") << planner_yaml;
+    std::ofstream(dir_ + "/spec.yaml") << absl::StrCat(R"(apiVersion: tandem/v1
+name: plannertest
+model: fake.gguf
+roles:
+  router: {}
+  planner: {startsAfter: [router], args: [--config, )",
+                                                       dir_, R"(/planner.yaml]}
+  prefill: {startsAfter: [router], autoscaling: {min: 1, max: 3}}
+  decode: {startsAfter: [router], autoscaling: {min: 1, max: 3}}
+)");
+    std::string out;
+    ASSERT_EQ(
+        Shell(tandem_ + "up --detach --random-ports" + where_ + " " + dir_ + "/spec.yaml", &out), 0)
+        << out;
   }
 
   absl::StatusOr<deploy::DeploymentStatus> Status() {
@@ -141,7 +164,9 @@ class PlannerLiveTest : public ::testing::Test {
 };
 
 TEST_F(PlannerLiveTest, ScalesEachRoleOutAndBackInWithoutFlapping) {
-  std::ofstream(dir_ + "/planner.yaml") << R"(mode: load
+  // Low load: prefill 1000 tokens (SLA point 2000 per instance), decode 20 blocks (SLA point 40).
+  SetLoad(1000, 20, 0.1);
+  Up(R"(mode: load
 interval_s: 0.5
 targets: {ttft_ms: 250, itl_ms: 50}
 prefill: {min: 1, max: 3}
@@ -149,23 +174,9 @@ decode: {min: 1, max: 3}
 scale_out: {cooldown_s: 1}
 scale_in: {cooldown_s: 2, margin: 0.2, stable_intervals: 3, step: 1}
 load: {window: 60, min_samples: 4}
-)";
-  std::ofstream(dir_ + "/spec.yaml") << absl::StrCat(R"(apiVersion: tandem/v1
-name: plannertest
-model: fake.gguf
-roles:
-  router: {}
-  planner: {startsAfter: [router], args: [--config, )",
-                                                     dir_, R"(/planner.yaml]}
-  prefill: {startsAfter: [router], autoscaling: {min: 1, max: 3}}
-  decode: {startsAfter: [router], autoscaling: {min: 1, max: 3}}
 )");
-  // Low load: prefill 1000 tokens (SLA point 2000 per instance), decode 20 blocks (SLA point 40).
-  SetLoad(1000, 20, 0.1);
+  if (HasFatalFailure()) return;
   std::string out;
-  ASSERT_EQ(
-      Shell(tandem_ + "up --detach --random-ports" + where_ + " " + dir_ + "/spec.yaml", &out), 0)
-      << out;
 
   // The planner learns the latency/load relation while nothing needs to change.
   ASSERT_TRUE(Eventually(
@@ -237,6 +248,56 @@ roles:
         return true;
       },
       absl::Seconds(10)));
+}
+
+// Throughput mode: the router's token rates through the latency profile of
+// examples/planner/example-profile.json (docs/planner.md works through it). 1200-token prompts,
+// no prefix hits: one prefill instance carries 9843 tokens/s within TTFT 400 ms. Answers average
+// 80 tokens (400 tokens/s over 5 requests/s), so a sequence decodes at 1200 + 80 / 2 = 1240 tokens
+// of context, where 30 sequences take a 39.3 ms step: 763.4 tokens/s per decode instance within
+// ITL 40 ms.
+TEST_F(PlannerLiveTest, ThroughputModeSizesFromTheRoutersRates) {
+  SetLoad(R"({"prompt_tps": 6000, "output_tps": 400, "prompt_tokens": 1200})");
+  Up(absl::StrCat(R"(mode: throughput
+interval_s: 0.5
+targets: {ttft_ms: 400, itl_ms: 40}
+profile: )",
+                  std::getenv("TANDEM_SOURCE_DIR") ? std::getenv("TANDEM_SOURCE_DIR") : "..",
+                  R"(/examples/planner/example-profile.json
+predictor: {kind: last_value}
+prefill: {min: 1, max: 3, gpus_per_instance: 2}
+decode: {min: 1, max: 3, gpus_per_instance: 4}
+scale_out: {cooldown_s: 1}
+scale_in: {cooldown_s: 1, margin: 0.2, stable_intervals: 2, step: 1}
+)"));
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(Eventually([&] { return Decisions(PlannerMetrics(), "decode", "hold") >= 3; },
+                         absl::Seconds(30)));
+  Exposition m = PlannerMetrics();
+  EXPECT_NEAR(m.Sum("tandem_planner_observed_load", {{"role", "prefill"}}), 6000, 600);
+  EXPECT_NEAR(m.Sum("tandem_planner_observed_load", {{"role", "decode"}}), 400, 40);
+  EXPECT_NEAR(m.Sum("tandem_planner_capacity_per_instance", {{"role", "prefill"}}), 9843, 20);
+  EXPECT_NEAR(m.Sum("tandem_planner_capacity_per_instance", {{"role", "decode"}}), 763.4, 2);
+  EXPECT_EQ(Counts("prefill").first, 1);
+  EXPECT_EQ(Counts("decode").first, 1);
+
+  // 15000 tokens/s need 2 prefill instances, 1000 generated tokens/s 2 decode instances.
+  SetLoad(R"({"prompt_tps": 15000, "output_tps": 1000, "prompt_tokens": 1200})");
+  ASSERT_TRUE(
+      Eventually([&] { return Counts("prefill").first == 2 && Counts("decode").first == 2; },
+                 absl::Seconds(20)))
+      << "did not scale out";
+  SetLoad(R"({"prompt_tps": 6000, "output_tps": 400, "prompt_tokens": 1200})");
+  ASSERT_TRUE(
+      Eventually([&] { return Counts("prefill").first == 1 && Counts("decode").first == 1; },
+                 absl::Seconds(20)))
+      << "did not scale in";
+  const Exposition after = PlannerMetrics();
+  for (const char* role : {"prefill", "decode"}) {
+    EXPECT_EQ(Decisions(after, role, "up"), 1) << role;
+    EXPECT_EQ(Decisions(after, role, "down"), 1) << role;
+  }
+  EXPECT_EQ(after.Sum("tandem_planner_target_gpus"), 6);
 }
 
 }  // namespace
