@@ -326,6 +326,39 @@ TEST(RouterApiTest, TextThatIsNotValidUtf8IsTheSameStreamedOrNot) {
   }
 }
 
+TEST(RouterApiTest, MetricsHaveTheDocumentedNamesAndPassPromtool) {
+  RouterHarness harness;
+  harness.AddWorker({.role = "both"});
+  ASSERT_TRUE(harness.WaitForReadyWorkers(1));
+  ASSERT_TRUE(harness.Post("/v1/completions", Completion({300, 301, 302}, 3)).ok());
+  auto metrics = harness.Get("/metrics");
+  ASSERT_TRUE(metrics.ok());
+  // docs/metrics.md, "Router": the dashboard and the planner read exactly these.
+  for (const char* name :
+       {"tandem_router_requests_total", "tandem_router_ttft_seconds", "tandem_router_itl_seconds",
+        "tandem_router_e2e_seconds", "tandem_router_span_seconds",
+        "tandem_router_prompt_tokens_total", "tandem_router_cached_prompt_tokens_total",
+        "tandem_router_generated_tokens_total", "tandem_router_active_requests",
+        "tandem_router_queue_depth", "tandem_router_routing_decisions_total",
+        "tandem_router_migrations_total", "tandem_router_workers", "tandem_router_kv_events_total",
+        "tandem_router_kv_resyncs_total"}) {
+    EXPECT_NE(metrics->body.find(absl::StrCat("# TYPE ", name, " ")), std::string::npos) << name;
+  }
+  EXPECT_EQ(harness.Metric(R"(tandem_router_requests_total{endpoint="completions",outcome="ok"})"),
+            1);
+  EXPECT_EQ(harness.Metric("tandem_router_generated_tokens_total"), 3);
+  EXPECT_EQ(harness.Metric("tandem_router_prompt_tokens_total"), 3);
+  EXPECT_EQ(harness.Metric(R"(tandem_router_workers{role="both",state="ready"})"), 1);
+  EXPECT_EQ(harness.Metric("tandem_router_ttft_seconds_count"), 1);
+  if (std::system("promtool --version > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "promtool is not installed";
+  }
+  const std::string path = ::testing::TempDir() + "/router_metrics.txt";
+  std::ofstream(path) << metrics->body;
+  EXPECT_EQ(std::system(("promtool check metrics < " + path).c_str()), 0) << metrics->body;
+  std::remove(path.c_str());
+}
+
 TEST(RouterApiTest, ReadyWithoutWorkersAndDrainingRefusesNewWork) {
   RouterServerOptions options = TestRouterOptions();
   options.queue_timeout = absl::Milliseconds(200);
@@ -442,6 +475,25 @@ TEST(RouterRoutingTest, ConditionalDisaggregationByUncachedTokens) {
   ASSERT_TRUE(answer.ok());
   EXPECT_EQ(prefill.prefill_requests(), 1);
   EXPECT_EQ(harness.Metric(R"(tandem_router_routing_decisions_total{decision="aggregated"})"), 2);
+}
+
+TEST(RouterRoutingTest, PrefillWorkerNearTheDecodeWorkerIsPreferred) {
+  RouterServerOptions options = TestRouterOptions();
+  options.routing.routing.local_prefill_max_uncached_tokens = 16;
+  RouterHarness harness(options);
+  harness.AddWorker({.role = "decode", .host = "node-a", .rack = "rack-0"});
+  FakeWorker& far = harness.AddWorker({.role = "prefill", .host = "node-z", .rack = "rack-9"});
+  FakeWorker& near = harness.AddWorker({.role = "prefill", .host = "node-a", .rack = "rack-0"});
+  ASSERT_TRUE(harness.WaitForReadyWorkers(3));
+  std::mt19937 rng(14);
+  for (int i = 0; i < 5; ++i) {
+    auto answer = harness.Post("/v1/completions", Completion(RandomPrompt(rng, 160), 2));
+    ASSERT_TRUE(answer.ok());
+    ASSERT_EQ(answer->status, 200);
+  }
+  // Same load, no cached prefix anywhere: the transfer over the shorter link decides.
+  EXPECT_EQ(near.prefill_requests(), 5);
+  EXPECT_EQ(far.prefill_requests(), 0);
 }
 
 // ------------------------------------------------------------------------------------------
