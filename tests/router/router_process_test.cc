@@ -200,6 +200,8 @@ TEST_F(RouterProcessTest, OpenAiSdkAgainstRouterPrefillAndDecode) {
   const char* source = std::getenv("TANDEM_SOURCE_DIR");
   ASSERT_NE(source, nullptr);
   const std::string script = absl::StrCat(source, "/tests/router/openai_sdk_test.mjs");
+  ASSERT_TRUE(std::filesystem::exists(absl::StrCat(source, "/tests/node_modules/openai")))
+      << "npm test packages missing: run scripts/install-deps.sh";
   // Short prompts go to the prefill worker too, so the SDK test crosses both roles.
   StartRouter({"--local-prefill-max-uncached-tokens", "8"});
   StartWorker("prefill");
