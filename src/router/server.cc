@@ -181,7 +181,8 @@ class RouterServer::Impl {
   std::thread housekeeper_;
   std::mutex housekeeping_mu_;
   std::condition_variable housekeeping_cv_;
-  bool stopping_ = false;  // guarded by housekeeping_mu_
+  bool stopping_ = false;                 // guarded by housekeeping_mu_
+  std::vector<std::string> new_workers_;  // guarded by housekeeping_mu_: to check once
   std::atomic<bool> draining_{false};
   std::atomic<bool> started_{false};
   std::atomic<uint64_t> next_route_id_{1};
@@ -221,6 +222,8 @@ class RouterServer::Impl {
 
   void Housekeeping();
   void PollStaticWorkers();
+  void CheckNewWorkers();
+  void WarnOnBlockSize(const std::string& url, int32_t block_size);
   void UpdateWorkerGauges();
 };
 
@@ -466,6 +469,8 @@ void RouterServer::Impl::HandleHeartbeat(std::shared_ptr<net::HttpExchange> exch
                                   {"epoch", report->epoch},
                                   {"restarted", change->retired.has_value()}});
     subscriber_->Sync(state_->KvSources());
+    std::lock_guard<std::mutex> lock(housekeeping_mu_);
+    new_workers_.push_back(report->url);
   }
   exchange->ReplyJson(200, json({{"status", "ok"}, {"worker_id", change->id}}).dump());
 }
@@ -1103,18 +1108,47 @@ void RouterServer::Impl::PollStaticWorkers() {
     if (ready.ok() && ready->status == 503 && absl::StrContains(ready->body, "drain")) {
       report->draining = true;
     }
-    if (report->block_size > 0 && report->block_size != state_->block_size()) {
-      LogWarn("worker block size differs from the router's --block-size",
-              {{"worker", url},
-               {"worker_block_size", static_cast<int64_t>(report->block_size)},
-               {"router_block_size", static_cast<int64_t>(state_->block_size())}});
-    }
     absl::StatusOr<RegistryChange> change = state_->Report(*report, NowMicros(), true);
     if (change.ok() && change->added) {
       LogInfo("worker found", {{"worker", url},
                                {"role", std::string(RoleLabel(report->role))},
                                {"epoch", report->epoch}});
+      WarnOnBlockSize(url, report->block_size);
     }
+  }
+}
+
+void RouterServer::Impl::WarnOnBlockSize(const std::string& url, int32_t block_size) {
+  // Different block sizes hash prompts differently: no prefix would ever match.
+  if (block_size > 0 && block_size != state_->block_size()) {
+    LogWarn(
+        "worker block size differs from the router's --block-size; prefix routing will not "
+        "find its cached blocks",
+        {{"worker", url},
+         {"worker_block_size", static_cast<int64_t>(block_size)},
+         {"router_block_size", static_cast<int64_t>(state_->block_size())}});
+  }
+}
+
+void RouterServer::Impl::CheckNewWorkers() {
+  std::vector<std::string> urls;
+  {
+    std::lock_guard<std::mutex> lock(housekeeping_mu_);
+    urls.swap(new_workers_);
+  }
+  // Heartbeats do not carry the KV geometry; /v1/info does.
+  for (const std::string& url : urls) {
+    net::HttpClientRequest request;
+    request.url = absl::StrCat(url, "/v1/info");
+    request.timeout = absl::Seconds(1);
+    if (!options_.cluster_token.empty()) {
+      request.headers.emplace_back("authorization",
+                                   absl::StrCat("Bearer ", options_.cluster_token));
+    }
+    absl::StatusOr<net::HttpResult> result = net::HttpClient::Fetch(request);
+    if (!result.ok() || result->status != 200) continue;
+    absl::StatusOr<WorkerReport> report = ParseWorkerReport(result->body, url);
+    if (report.ok()) WarnOnBlockSize(url, report->block_size);
   }
 }
 
@@ -1145,6 +1179,7 @@ void RouterServer::Impl::Housekeeping() {
       PollStaticWorkers();
       next_poll = SteadyClock::now() + absl::ToChronoMicroseconds(options_.poll_interval);
     }
+    CheckNewWorkers();
     for (WorkerId gone : state_->Expire(NowMicros())) {
       LogInfo("worker gone (no report within the heartbeat timeout)",
               {{"worker_id", static_cast<int64_t>(gone)}});
