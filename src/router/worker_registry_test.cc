@@ -1,5 +1,8 @@
 #include "router/worker_registry.h"
 
+#include "router/block_hash.h"
+#include "router/router_state.h"
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -108,6 +111,85 @@ TEST(WorkerRegistryTest, BoundedNumberOfWorkers) {
   ASSERT_TRUE(registry.Report(Report("http://b:1", "01"), 0, false).ok());
   auto third = registry.Report(Report("http://c:1", "01"), 0, false);
   EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+}  // namespace
+}  // namespace tandem::router
+
+// RouterState: the registry and the KV router behind one lock.
+namespace tandem::router {
+namespace {
+
+std::unique_ptr<RouterState> MakeState(int max_streams = 0) {
+  RouterState::Options options;
+  options.routing.routing.block_size = 4;
+  options.max_streams_per_worker = max_streams;
+  auto state = RouterState::Create(options);
+  EXPECT_TRUE(state.ok());
+  return *std::move(state);
+}
+
+WorkerReport Decode(std::string url, std::string epoch) {
+  WorkerReport report;
+  report.url = std::move(url);
+  report.epoch = std::move(epoch);
+  report.role = WorkerRole::kDecode;
+  report.ready = true;
+  return report;
+}
+
+TEST(RouterStateTest, ExcludedWorkersAndStreamLimits) {
+  auto state = MakeState(/*max_streams=*/1);
+  auto a = state->Report(Decode("http://a:1", "0000000000000001"), 0, false);
+  auto b = state->Report(Decode("http://b:1", "0000000000000002"), 0, false);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const std::vector<int32_t> prompt = {1, 2, 3, 4, 5, 6, 7, 8};
+  const std::vector<WorkerId> exclude_a = {a->id};
+  auto first = state->Route(1, prompt, 4, exclude_a);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->decode_url, "http://b:1");
+  EXPECT_EQ(state->streams_on(b->id), 1);
+  // b is at its limit of one stream and a is excluded: nothing can take it now.
+  auto second = state->Route(2, prompt, 4, exclude_a);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted);
+  auto third = state->Route(3, prompt, 4, {});
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->decode_url, "http://a:1");
+  state->Finished(1);
+  EXPECT_EQ(state->streams_on(b->id), 0);
+  state->Finished(1);  // finishing twice is harmless
+  EXPECT_EQ(state->streams_on(b->id), 0);
+}
+
+TEST(RouterStateTest, ARestartDropsTheWorkersCachedBlocks) {
+  auto state = MakeState();
+  auto a = state->Report(Decode("http://a:1", "0000000000000001"), 0, false);
+  ASSERT_TRUE(a.ok());
+  const std::vector<int32_t> prompt = {1, 2, 3, 4, 5, 6, 7, 8};
+  KvEvent stored{.type = KvEvent::Type::kStored,
+                 .epoch = 1,
+                 .event_id = 1,
+                 .block_hashes = HashPromptBlocks(prompt, 4)};
+  ASSERT_TRUE(state->ApplyKvEvent(a->id, stored).ok());
+  auto cached = state->Route(1, prompt, 4, {});
+  ASSERT_TRUE(cached.ok());
+  EXPECT_EQ(cached->decision.decode_overlap_blocks, 2);
+  state->Finished(1);
+  // The same URL with a new epoch: a new incarnation with an empty cache.
+  auto restarted = state->Report(Decode("http://a:1", "0000000000000009"), 10, false);
+  ASSERT_TRUE(restarted.ok());
+  ASSERT_TRUE(restarted->retired.has_value());
+  EXPECT_FALSE(state->IsLive(a->id, 1));
+  EXPECT_TRUE(state->IsLive(restarted->id, 9));
+  auto fresh = state->Route(2, prompt, 4, {});
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh->decision.decode_overlap_blocks, 0);
+  // Events of the dead incarnation no longer land anywhere.
+  EXPECT_EQ(*state->ApplyKvEvent(a->id, stored), ApplyOutcome::kStaleEpoch);
+  // Expiry forgets the worker and its blocks.
+  EXPECT_EQ(state->Expire(10 + 3'000'001).size(), 1u);
+  EXPECT_FALSE(state->CanServe());
+  EXPECT_EQ(state->Route(3, prompt, 4, {}).status().code(), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace
