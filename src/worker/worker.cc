@@ -162,7 +162,6 @@ class Worker::Impl {
       : options_(std::move(options)),
         env_(env),
         epoch_(kv::RandomU64()),
-        metrics_(RoleName(options_.role), options_.model, HexId(epoch_)),
         timers_("worker-timers") {}
 
   ~Impl() { Stop(); }
@@ -302,6 +301,7 @@ absl::Status Worker::Impl::Start() {
                                {"epoch", HexId(epoch_)}});
 
   TANDEM_RETURN_IF_ERROR(LoadModel());
+  metrics_.SetIdentity(RoleName(options_.role), model_name_, HexId(epoch_));
   ready_.store(true, std::memory_order_release);
   LogInfo("worker ready", {{"model", model_name_},
                            {"kv_address", ServesGenerate(options_.role) ? KvAddress() : ""},
@@ -542,15 +542,17 @@ void Worker::Impl::Refuse(const std::shared_ptr<net::HttpExchange>& exchange,
 }
 
 void Worker::Impl::HandleInfo(const std::shared_ptr<net::HttpExchange>& exchange) {
-  json body = {{"role", RoleName(options_.role)},
+  // What loading writes is read only once ready_ published it.
+  const bool loaded = ready_.load(std::memory_order_acquire);
+  json body = {{"role", std::string(RoleName(options_.role))},
                {"epoch", HexId(epoch_)},
-               {"model", model_name_.empty() ? options_.model : model_name_},
-               {"url", advertise_url_},
-               {"ready", ready_.load() && !draining_.load()},
+               {"model", loaded ? model_name_ : options_.model},
+               {"ready", loaded && !draining_.load()},
                {"draining", draining_.load()},
                {"tp", options_.tp},
                {"location", {{"host", options_.location.host}, {"rack", options_.location.rack}}}};
-  if (ready_.load(std::memory_order_acquire)) {
+  if (loaded) {
+    body["url"] = advertise_url_;
     const engine::BlockPoolStats pool = engine_->kv_pool().Stats();
     const int64_t reserved = std::min(reserved_blocks_.load(), pool.referenced_blocks);
     size_t calls, jobs;

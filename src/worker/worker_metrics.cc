@@ -5,8 +5,7 @@
 
 namespace tandem::worker {
 
-WorkerMetrics::WorkerMetrics(absl::string_view role, absl::string_view model,
-                             absl::string_view epoch)
+WorkerMetrics::WorkerMetrics()
     : kv_(registry_),
       prompt_tokens(registry_
                         .AddCounter("tandem_worker_prompt_tokens_total",
@@ -66,9 +65,6 @@ WorkerMetrics::WorkerMetrics(absl::string_view role, absl::string_view model,
                             .AddGauge("tandem_worker_prefix_hit_ratio",
                                       "Cached / looked-up prompt blocks since start.")
                             .Get()) {
-  registry_.AddGauge("tandem_worker_info", "Worker identity.", {"role", "model", "epoch"})
-      .Get(role, model, epoch)
-      .Set(1);
   for (const char* reason : {"unreachable", "refused", "timeout", "overloaded", "prefill_error",
                              "lease_expired", "corrupt", "transfer_failed", "reserve_failed"}) {
     prefill_fallbacks.Get(reason);
@@ -78,6 +74,13 @@ WorkerMetrics::WorkerMetrics(absl::string_view role, absl::string_view model,
       requests.Get(kind, outcome);
     }
   }
+}
+
+void WorkerMetrics::SetIdentity(absl::string_view role, absl::string_view model,
+                                absl::string_view epoch) {
+  registry_.AddGauge("tandem_worker_info", "Worker identity.", {"role", "model", "epoch"})
+      .Get(role, model, epoch)
+      .Set(1);
 }
 
 void WorkerMetrics::OnEngineStats(const engine::EngineStats& stats, double window_seconds,

@@ -17,7 +17,9 @@ class WorkerMetrics {
   MetricsRegistry registry_;
 
  public:
-  WorkerMetrics(absl::string_view role, absl::string_view model, absl::string_view epoch);
+  WorkerMetrics();
+  // tandem_worker_info{role, model, epoch} = 1; called once the model is loaded.
+  void SetIdentity(absl::string_view role, absl::string_view model, absl::string_view epoch);
 
   MetricsRegistry& registry() { return registry_; }
   kv::KvMetrics& kv() { return kv_; }
