@@ -146,6 +146,8 @@ class SseClientImpl : public SseClient, public std::enable_shared_from_this<SseC
             if (error) {
               return self->Done(NetError(error, "connect to " + self->request_.url));
             }
+            beast::error_code ignored;  // small request writes go out at once (see the server)
+            self->stream_.socket().set_option(tcp::no_delay(true), ignored);
             self->Send();
           });
         });

@@ -664,6 +664,10 @@ void HttpServer::Impl::Accept() {
           socket.close(ignored);
         } else {
           self->connections.fetch_add(1);
+          // Token streams are many small writes: without TCP_NODELAY, Nagle's algorithm holds
+          // each behind the ACK of the previous one (delayed up to 40 ms by the peer).
+          beast::error_code ignored;
+          socket.set_option(tcp::no_delay(true), ignored);
           auto connection = std::make_shared<Connection>(self, target, std::move(socket));
           target.Post([connection] { connection->Start(); });
         }
