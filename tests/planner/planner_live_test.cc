@@ -12,7 +12,9 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -64,6 +66,7 @@ class PlannerLiveTest : public ::testing::Test {
     dir_ = pattern;
     load_path_ = dir_ + "/load.json";
     ::setenv("FAKE_LOAD_FILE", load_path_.c_str(), 1);
+    binary_ = binary;
     tandem_ = absl::StrCat("TANDEM_ROLE_COMMAND='python3 ", Here(), "/fake_role.py' ", binary, " ");
     where_ = absl::StrCat(" --run-dir ", dir_, "/run");
   }
@@ -95,23 +98,25 @@ class PlannerLiveTest : public ::testing::Test {
                          R"(, "noise": )", noise, "}"));
   }
 
-  // Starts the deployment: router, prefill and decode (autoscaled 1..3) and the planner with
-  // `planner_yaml` as its --config.
-  void Up(const std::string& planner_yaml) {
+  // Starts the deployment: a router, the planner with `planner_yaml` as its --config, and
+  // `roles` (by default prefill and decode autoscaled 1..3), as fakes or as the real processes.
+  void Up(const std::string& planner_yaml, bool fake_roles = true,
+          const std::string& roles =
+              "  prefill: {startsAfter: [router], autoscaling: {min: 1, "
+              "max: 3}}\n  decode: {startsAfter: [router], autoscaling: "
+              "{min: 1, max: 3}}\n") {
     std::ofstream(dir_ + "/planner.yaml") << planner_yaml;
-    std::ofstream(dir_ + "/spec.yaml") << absl::StrCat(R"(apiVersion: tandem/v1
-name: plannertest
-model: fake.gguf
-roles:
-  router: {}
-  planner: {startsAfter: [router], args: [--config, )",
-                                                       dir_, R"(/planner.yaml]}
-  prefill: {startsAfter: [router], autoscaling: {min: 1, max: 3}}
-  decode: {startsAfter: [router], autoscaling: {min: 1, max: 3}}
-)");
+    std::ofstream(dir_ + "/spec.yaml")
+        << absl::StrCat("apiVersion: tandem/v1\nname: plannertest\nmodel: ",
+                        fake_roles ? "fake.gguf" : "random:tiny",
+                        "\nroles:\n  router: {}\n  planner: {startsAfter: [router], args: "
+                        "[--config, ",
+                        dir_, "/planner.yaml]}\n", roles);
     std::string out;
-    ASSERT_EQ(
-        Shell(tandem_ + "up --detach --random-ports" + where_ + " " + dir_ + "/spec.yaml", &out), 0)
+    ASSERT_EQ(Shell((fake_roles ? tandem_ : binary_ + " ") + "up --detach --random-ports" + where_ +
+                        " " + dir_ + "/spec.yaml",
+                    &out),
+              0)
         << out;
   }
 
@@ -159,7 +164,7 @@ roles:
     return metrics.Sum("tandem_planner_decisions_total", {{"role", role}, {"action", action}});
   }
 
-  std::string dir_, load_path_, tandem_, where_;
+  std::string dir_, load_path_, binary_, tandem_, where_;
   std::set<pid_t> pids_;
 };
 
@@ -298,6 +303,87 @@ scale_in: {cooldown_s: 1, margin: 0.2, stable_intervals: 2, step: 1}
     EXPECT_EQ(Decisions(after, role, "down"), 1) << role;
   }
   EXPECT_EQ(after.Sum("tandem_planner_target_gpus"), 6);
+}
+
+// The real thing: `tandem up` runs the real router, a prefill and a decode worker (random:tiny on
+// the CPU) and the planner; `tandem bench` sends 25 requests/s of 32 generated tokens. The
+// planner reads the real /metrics and /v1/workers, and sizes decode against a profile slow on
+// purpose (tests/planner/slow-decode-profile.json: 375 tokens/s per instance within ITL 40 ms,
+// the correction factor pinned at 1 so the machine's speed does not matter): 800 tokens/s need
+// 2 instances; when the bench is over, 1 is enough again.
+TEST_F(PlannerLiveTest, ScalesRealWorkersUnderTandemBench) {
+  const char* source = std::getenv("TANDEM_SOURCE_DIR");
+  ASSERT_NE(source, nullptr) << "ctest sets TANDEM_SOURCE_DIR";
+  Up(absl::StrCat(R"(mode: throughput
+interval_s: 0.5
+targets: {ttft_ms: 1000, itl_ms: 40}
+profile: )",
+                  source, R"(/tests/planner/slow-decode-profile.json
+predictor: {kind: last_value}
+prefill: {min: 1, max: 1}
+decode: {min: 1, max: 2}
+scale_out: {cooldown_s: 1}
+scale_in: {cooldown_s: 1, margin: 0.2, stable_intervals: 2, step: 1}
+throughput: {correction: {min: 1, max: 1}}
+)"),
+     /*fake_roles=*/false,
+     "  prefill: {startsAfter: [router]}\n"
+     "  decode: {startsAfter: [router], autoscaling: {min: 1, max: 2}}\n");
+  if (HasFatalFailure()) return;
+  absl::StatusOr<deploy::DeploymentStatus> status = Status();
+  ASSERT_TRUE(status.ok()) << status.status();
+  const deploy::RoleStatus* router = status->FindRole("router");
+  ASSERT_TRUE(router != nullptr && !router->instances.empty());
+  const std::string url = absl::StrCat("http://", router->instances[0].processes[0].address);
+  ASSERT_TRUE(Eventually([&] { return Decisions(PlannerMetrics(), "decode", "hold") >= 2; },
+                         absl::Seconds(30)));
+
+  std::string bench_output;
+  int bench_exit = -1;
+  std::thread bench([&] {
+    bench_exit = Shell(absl::StrCat(binary_, " bench --url ", url,
+                                    " --model random-tiny --rate 25 --duration 6 --input-len 64 "
+                                    "--output-len 32 --vocab-size 256 --seed 7 --json ",
+                                    dir_, "/bench.json"),
+                       &bench_output);
+  });
+  // The planner's generated tokens/s while the bench runs at full rate (its first and last
+  // second left out); one 0.5 s interval holds a dozen Poisson arrivals, so average them.
+  double generated_sum = 0;
+  int generated_samples = 0;
+  bool scaled_out = false;
+  const absl::Time started = absl::Now();
+  while (absl::Now() < started + absl::Seconds(6)) {
+    const Exposition m = PlannerMetrics();
+    if (absl::Now() > started + absl::Seconds(1.5) && absl::Now() < started + absl::Seconds(5)) {
+      generated_sum += m.Sum("tandem_planner_observed_load", {{"role", "decode"}});
+      ++generated_samples;
+    }
+    scaled_out = scaled_out || Counts("decode").first == 2;
+    absl::SleepFor(absl::Milliseconds(250));
+  }
+  bench.join();
+  ASSERT_EQ(bench_exit, 0) << bench_output;
+  EXPECT_THAT(bench_output, HasSubstr("Failed requests:                              0"));
+  EXPECT_TRUE(scaled_out) << "decode did not scale out under the bench";
+  // What the planner read from the router's counters agrees with what the bench measured.
+  std::ifstream json_file(dir_ + "/bench.json");
+  const std::string json((std::istreambuf_iterator<char>(json_file)),
+                         std::istreambuf_iterator<char>());
+  const size_t at = json.find("\"output_throughput\"");
+  ASSERT_NE(at, std::string::npos) << json;
+  const double bench_generated = std::atof(json.c_str() + json.find(':', at) + 1);
+  EXPECT_GT(bench_generated, 500) << json;
+  ASSERT_GT(generated_samples, 0);
+  EXPECT_NEAR(generated_sum / generated_samples, bench_generated, 0.3 * bench_generated);
+
+  ASSERT_TRUE(
+      Eventually([&] { return Counts("decode") == std::make_pair(1, 1); }, absl::Seconds(20)))
+      << "decode did not scale back in after the bench";
+  const Exposition after = PlannerMetrics();
+  EXPECT_EQ(Decisions(after, "decode", "up"), 1);
+  EXPECT_EQ(Decisions(after, "decode", "down"), 1);
+  EXPECT_EQ(after.Sum("tandem_planner_scale_errors_total"), 0);
 }
 
 }  // namespace
