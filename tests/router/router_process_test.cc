@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,6 +51,8 @@ class Child {
       ::dup2(fd, 1);
       ::dup2(fd, 2);
       ::setpgid(0, 0);
+      // Dies with the test even if the test itself crashes: no process is left behind.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       std::vector<char*> args;
       for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
       args.push_back(nullptr);
