@@ -89,7 +89,8 @@ class HttpServerTest : public ::testing::Test {
     server_->Handle("POST", "/echo",
                     [](std::shared_ptr<HttpExchange> x) { x->ReplyJson(200, x->request().body); },
                     {.json_body = true});
-    server_->Handle("GET", "/later", [](std::shared_ptr<HttpExchange> x) {
+    server_->Handle("GET", "/later", [this](std::shared_ptr<HttpExchange> x) {
+      later_calls_.fetch_add(1);
       std::thread([x] {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
         x->ReplyText(202, "done from another thread");
@@ -143,6 +144,7 @@ class HttpServerTest : public ::testing::Test {
 
   HttpServerOptions options_;
   std::unique_ptr<HttpServer> server_;
+  std::atomic<int> later_calls_{0};
   std::mutex mu_;
   std::vector<absl::Status> close_reasons_;
 };
@@ -362,7 +364,11 @@ TEST_F(HttpServerTest, GracefulShutdownFinishesInFlightRequests) {
   StartServer();
   std::promise<absl::StatusOr<HttpResult>> later;
   std::thread caller([&] { later.set_value(HttpClient::Fetch({.url = Url(*server_, "/later")})); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // Shut down once the request is in its handler (in flight), however slowly the caller starts.
+  for (int i = 0; i < 1000 && later_calls_.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(later_calls_.load(), 1);
   server_->Shutdown(absl::Seconds(2));
   auto result = later.get_future().get();
   caller.join();

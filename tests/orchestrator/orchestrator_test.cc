@@ -281,7 +281,7 @@ TEST_F(OrchestratorTest, GangThatNeverBecomesReadyIsRolledBackWhole) {
   decode:
     replicas: 3
     minAvailable: 2
-    readyTimeoutSeconds: 1
+    readyTimeoutSeconds: 4  # room for a slow start of the fake role on a loaded machine
     startsAfter: [router]
     env: {FAKE_NEVER_READY: "1"}
 )")),
@@ -309,7 +309,7 @@ TEST_F(OrchestratorTest, ScalingGroupReplicaIsRolledBackWithItsReadyMembers) {
   prefill: {startsAfter: [router], env: {FAKE_NEVER_READY: "1"}}
   decode: {startsAfter: [router]}
 scalingGroups:
-  - {name: pd, roles: [prefill, decode], replicas: 1, minAvailable: 1, readyTimeoutSeconds: 1}
+  - {name: pd, roles: [prefill, decode], replicas: 1, minAvailable: 1, readyTimeoutSeconds: 6}
 )")),
                                       Options());
   ASSERT_TRUE(created.ok());
