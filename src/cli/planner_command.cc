@@ -147,6 +147,7 @@ absl::StatusOr<planner::PlannerSetup> SetupFromFlags(const PlannerOptions& optio
   return setup;
 }
 
+// Runs the live loop with the flags merged with the config's `live` section.
 int RunLoop(CLI::App* command, const PlannerOptions& options, planner::PlannerSetup setup,
             const sigset_t& signals);
 
@@ -212,11 +213,10 @@ int RunLive(CLI::App* command, const PlannerOptions& options) {
   return RunLoop(command, merged, *std::move(setup), signals);
 }
 
-int RunLoop(CLI::App* command, const PlannerOptions& options, planner::PlannerSetup setup_value,
+int RunLoop(CLI::App* command, const PlannerOptions& options, planner::PlannerSetup setup,
             const sigset_t& signals) {
   Env& env = Env::Default();
-  planner::PlannerSetup* setup = &setup_value;
-  planner::PlannerConfig& config = setup->config;
+  planner::PlannerConfig& config = setup.config;
   if (options.connector != "local" && options.connector != "kubernetes" &&
       options.connector != "none") {
     return ReportError(command, absl::InvalidArgumentError(absl::StrCat(
@@ -273,34 +273,14 @@ int RunLoop(CLI::App* command, const PlannerOptions& options, planner::PlannerSe
     local = created.get();
     connector = std::move(created);
   } else if (options.connector == "kubernetes") {
-    std::vector<planner::RoleScaleTargets> roles;
-    for (const planner::ScaleTarget& target : targets) {
-      const planner::UnitComposition& c = target.composition;
-      if (c.prefill + c.decode == 0) {
-        return ReportError(command,
-                           absl::InvalidArgumentError(
-                               planner::CompositionFromName(target.name).status().message()));
-      }
-      if (c.prefill > 0 && c.decode > 0) {
-        return ReportError(command,
-                           absl::InvalidArgumentError(absl::StrCat(
-                               "--scale '", target.name,
-                               "': the Kubernetes connector scales one role per target; scale a "
-                               "scaling group's roles as separate targets")));
-      }
-      planner::RoleScaleTargets role{c.prefill > 0 ? "prefill" : "decode", {}};
-      for (const std::string& resource : target.resources) {
-        absl::StatusOr<planner::ScaleObject> object = planner::ParseScaleObject(resource);
-        if (!object.ok()) return ReportError(command, object.status());
-        role.objects.push_back(*object);
-      }
-      roles.push_back(std::move(role));
-    }
+    absl::StatusOr<std::vector<planner::RoleScaleTargets>> roles =
+        planner::KubernetesTargets(targets);
+    if (!roles.ok()) return ReportError(command, roles.status());
     absl::StatusOr<planner::KubernetesOptions> kubernetes = planner::InClusterOptions(env);
     if (!kubernetes.ok()) return ReportError(command, kubernetes.status());
     if (!options.namespace_name.empty()) kubernetes->kubernetes_namespace = options.namespace_name;
     absl::StatusOr<std::unique_ptr<planner::KubernetesScaleConnector>> created =
-        planner::KubernetesScaleConnector::Create(*kubernetes, std::move(roles));
+        planner::KubernetesScaleConnector::Create(*kubernetes, *std::move(roles));
     if (!created.ok()) return ReportError(command, created.status());
     connector = *std::move(created);
   } else {
@@ -368,7 +348,7 @@ int RunLoop(CLI::App* command, const PlannerOptions& options, planner::PlannerSe
   }
 
   absl::StatusOr<planner::Planner> planner =
-      planner::Planner::Create(config, std::move(setup->model));
+      planner::Planner::Create(config, std::move(setup.model));
   if (!planner.ok()) return ReportError(command, planner.status());
   if (prometheus != nullptr && options.warmup_seconds > 0) {
     absl::StatusOr<std::vector<planner::Observation>> history =

@@ -292,4 +292,32 @@ absl::StatusOr<ReplicaCounts> KubernetesScaleConnector::Current() {
   return counts;
 }
 
+absl::StatusOr<std::vector<RoleScaleTargets>> KubernetesTargets(
+    const std::vector<ScaleTarget>& targets) {
+  std::vector<RoleScaleTargets> roles;
+  for (const ScaleTarget& target : targets) {
+    const UnitComposition& c = target.composition;
+    if (c.prefill + c.decode == 0) {
+      return absl::InvalidArgumentError(CompositionFromName(target.name).status().message());
+    }
+    if (c.prefill > 0 && c.decode > 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--scale '", target.name,
+          "': the Kubernetes connector scales one role per target; scale a scaling group's roles "
+          "as separate targets"));
+    }
+    RoleScaleTargets role{c.prefill > 0 ? "prefill" : "decode", {}};
+    for (const std::string& resource : target.resources) {
+      absl::StatusOr<ScaleObject> object = ParseScaleObject(resource);
+      if (!object.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--scale '", target.name, "': ", object.status().message()));
+      }
+      role.objects.push_back(*object);
+    }
+    roles.push_back(std::move(role));
+  }
+  return roles;
+}
+
 }  // namespace tandem::planner

@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "core/env.h"
 #include "planner/interfaces.h"
+#include "planner/scale_targets.h"
 
 namespace tandem::planner {
 
@@ -49,6 +50,12 @@ struct RoleScaleTargets {
   std::string role;
   std::vector<ScaleObject> objects;
 };
+
+// The `--scale` targets as the objects of each role. A target holds one role (its composition
+// set, from its name or --role-of) and names GROUP/RESOURCE/NAME[*PODS] objects; a scaling group
+// holding both roles is refused (scale its roles as separate targets).
+absl::StatusOr<std::vector<RoleScaleTargets>> KubernetesTargets(
+    const std::vector<ScaleTarget>& targets);
 
 struct KubernetesOptions {
   std::string host;  // API server host (name or IP)

@@ -1,5 +1,7 @@
 #include "planner/scale_targets.h"
 
+#include "planner/kubernetes_connector.h"
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -83,6 +85,26 @@ TEST(ScaleTargetTest, BoundsFromTargetsAndUnitsFromDecisions) {
   decode.composition = *CompositionFromName("decode");
   EXPECT_THAT(ApplyTargetBounds({decode}, &tight).message(),
               HasSubstr("cannot be met with the config's ratio and GPU budget"));
+}
+
+TEST(ScaleTargetTest, KubernetesTargetsAreOneRoleEach) {
+  ScaleTarget decode = *ParseScaleTarget("decode=apps/statefulsets/x-decode*2:2:8");
+  decode.composition = *CompositionFromName("decode");
+  absl::StatusOr<std::vector<RoleScaleTargets>> roles = KubernetesTargets({decode});
+  ASSERT_TRUE(roles.ok()) << roles.status();
+  ASSERT_EQ(roles->size(), 1u);
+  EXPECT_EQ((*roles)[0].role, "decode");
+  EXPECT_EQ((*roles)[0].objects.at(0).name, "x-decode");
+  EXPECT_EQ((*roles)[0].objects.at(0).pods_per_unit, 2);
+  ScaleTarget group = *ParseScaleTarget("pd=apps/statefulsets/a,apps/statefulsets/b:1:4");
+  group.composition = {.prefill = 1, .decode = 1};
+  EXPECT_THAT(KubernetesTargets({group}).status().message(),
+              HasSubstr("scales one role per target"));
+  ScaleTarget unnamed = *ParseScaleTarget("gen=apps/statefulsets/x-gen:1:2");
+  EXPECT_THAT(KubernetesTargets({unnamed}).status().message(), HasSubstr("--role-of gen="));
+  ScaleTarget bad = *ParseScaleTarget("decode=statefulsets:1:2");
+  bad.composition = *CompositionFromName("decode");
+  EXPECT_THAT(KubernetesTargets({bad}).status().message(), HasSubstr("--scale 'decode': "));
 }
 
 }  // namespace
