@@ -634,6 +634,17 @@ absl::StatusOr<Variant> ParseVariant(Env& env, const Reader& r, const YAML::Node
       c.failures.push_back(f);
     }
   }
+  YAML::Node serving = root["serving"];
+  if (serving.IsDefined()) {
+    TANDEM_RETURN_IF_ERROR(
+        r.Keys(serving, "serving", {"first_token_overhead_ms", "token_overhead_ms"}));
+    double first_token_ms = 0, token_ms = 0;
+    TANDEM_RETURN_IF_ERROR(
+        r.Double(serving, "first_token_overhead_ms", "serving", &first_token_ms));
+    TANDEM_RETURN_IF_ERROR(r.Double(serving, "token_overhead_ms", "serving", &token_ms));
+    c.overheads.first_token_seconds = first_token_ms / 1e3;
+    c.overheads.per_token_seconds = token_ms / 1e3;
+  }
   TANDEM_RETURN_IF_ERROR(r.Int(root, "prefix_cache_groups", "", &c.prefix_cache_groups, 0));
   TANDEM_RETURN_IF_ERROR(r.Double(root, "timeline_interval_s", "", &c.timeline_interval_s));
   if (!(c.timeline_interval_s > 0))
@@ -702,6 +713,7 @@ absl::StatusOr<Scenario> ParseScenario(Env& env, std::string_view yaml, const st
                                    "slo",
                                    "failures",
                                    "prefix_cache_groups",
+                                   "serving",
                                    "timeline_interval_s",
                                    "planner",
                                    "placement",

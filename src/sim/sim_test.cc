@@ -367,6 +367,43 @@ workload: {rate: 0.5, input: "500", output: "10", requests: 50}
   EXPECT_NEAR(r.itl.Percentile(50), 0.02, 0.0005);
 }
 
+TEST(ScenarioTest, ServingOverheadsAddToFirstTokenAndSteps) {
+  // The same light load with the serving path's costs: 15 ms more to the first token, 1 ms more
+  // per decoded token; TPOT grows by the per-token cost only.
+  LatencyProfile profile;
+  profile.model = {.name = "tiny", .layers = 2, .kv_heads = 2, .head_dim = 16};
+  profile.dtype = "f32";
+  profile.prefill = {{100, 0, 0.02}, {1000, 0, 0.11}};
+  profile.decode = {{1, 100, 0.02}, {1, 1000, 0.02}, {8, 800, 0.02}};
+  FakeEnv env;
+  env.SetFile("dir/profile.json", SerializeLatencyProfile(profile));
+  constexpr char kText[] = R"(
+cluster: {nodes: 1, gpus_per_node: 2}
+profile: {path: profile.json, kv_bytes_per_element: 4, kv_capacity_tokens: 100000}
+instances: [{role: prefill, count: 1}, {role: decode, count: 1}]
+routing: {local_prefill_max_uncached_tokens: 0}
+workload: {rate: 0.5, input: "500", output: "10", requests: 50}
+serving: {first_token_overhead_ms: 15, token_overhead_ms: 1}
+)";
+  absl::StatusOr<Scenario> scenario = ParseScenario(env, kText, "dir/fidelity.yaml");
+  ASSERT_TRUE(scenario.ok()) << scenario.status();
+  absl::StatusOr<ScenarioOutcome> out = RunScenario(*scenario);
+  ASSERT_TRUE(out.ok()) << out.status();
+  const SimResult& r = out->variants[0].result;
+  ExpectConservation(r);
+  EXPECT_NEAR(r.ttft.Percentile(50), 0.075, 0.002);
+  EXPECT_NEAR(r.itl.Percentile(50), 0.021, 0.0005);
+  EXPECT_NEAR(r.tpot.Percentile(50), 0.021, 0.0005);
+  EXPECT_NEAR(r.e2e.Percentile(50), 0.075 + 9 * 0.021, 0.004);
+
+  std::string bad = kText;
+  bad.replace(bad.find("first_token_overhead_ms: 15"), 27, "first_token_overhead_ms: -1");
+  absl::StatusOr<Scenario> refused = ParseScenario(env, bad, "dir/fidelity.yaml");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("serving.first_token_overhead_ms"), std::string::npos)
+      << refused.status();
+}
+
 // ---- Bad input ----
 
 struct BadCase {

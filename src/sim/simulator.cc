@@ -89,6 +89,11 @@ absl::Status ValidateSimConfig(const SimConfig& c) {
   if (!(c.timeline_interval_s > 0)) {
     return absl::InvalidArgumentError("timeline_interval_s must be > 0");
   }
+  for (double overhead : {c.overheads.first_token_seconds, c.overheads.per_token_seconds}) {
+    if (!(overhead >= 0) || !std::isfinite(overhead)) {
+      return absl::InvalidArgumentError("serving overheads must be finite and >= 0");
+    }
+  }
   if (!(c.trace_speedup > 0) || !std::isfinite(c.trace_speedup)) {
     return absl::InvalidArgumentError("trace_speedup must be > 0");
   }
@@ -632,7 +637,9 @@ class Simulation {
       return;
     }
     instance.busy = true;
-    instance.step_seconds = config_.cost->StepSeconds(work);
+    instance.step_seconds =
+        config_.cost->StepSeconds(work) +
+        config_.overheads.per_token_seconds * static_cast<double>(work.decode_sequences);
     Push(now_ + instance.step_seconds, EventType::kStepEnd, index, 0);
   }
 
@@ -696,7 +703,7 @@ class Simulation {
     s.generated = 1;
     ++result_.output_tokens;
     ++interval_.output_tokens;
-    double ttft = now_ - s.arrival_s;
+    double ttft = now_ - s.arrival_s + config_.overheads.first_token_seconds;
     result_.ttft.Add(ttft);
     interval_ttft_.Add(ttft);
     interval_.ttft_sum += ttft;
@@ -795,8 +802,10 @@ class Simulation {
     RemoveRunning(decode, s);
     decode.reserved_tokens -= s.reserved_tokens;
     SyncState(decode_index);
-    double e2e = now_ - s.arrival_s;
-    double ttft = s.first_token_s < 0 ? e2e : s.first_token_s - s.arrival_s;
+    // The serving path's fixed latency delays the whole stream, first token to last.
+    const double path = config_.overheads.first_token_seconds;
+    double e2e = now_ - s.arrival_s + path;
+    double ttft = s.first_token_s < 0 ? e2e : s.first_token_s - s.arrival_s + path;
     double tpot = s.request.output_tokens > 1
                       ? (now_ - s.first_token_s) / static_cast<double>(s.request.output_tokens - 1)
                       : 0;

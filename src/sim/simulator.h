@@ -83,6 +83,20 @@ struct PlannerSetup {
   double pod_start_delay_s = 60;
 };
 
+// Costs of the live serving path that the engine's latency profile does not measure
+// (`tandem profile` times the forward pass alone). Both are measured on the live stack, not fitted
+// to the workload they predict (docs/simulations.md, "Fidelity").
+struct ServingOverheads {
+  // Added to every request's time to first token (and end-to-end latency): the client's HTTP
+  // request to the router, routing, the router's calls to the decode (and prefill) worker, the
+  // remote prefill's KV completion and the first token's trip back through the router. A fixed
+  // latency: it holds no instance busy.
+  double first_token_seconds = 0;
+  // Added to an engine step for each sequence it decodes: the work the engine thread does per
+  // generated token outside the forward pass (sampling over the vocabulary, the token event).
+  double per_token_seconds = 0;
+};
+
 struct SimConfig {
   ClusterSpec cluster;
   std::vector<InstanceGroup> groups;
@@ -108,6 +122,7 @@ struct SimConfig {
   int prefix_cache_groups = 64;  // prefix groups an instance keeps cached (LRU)
   double timeline_interval_s = 10;
   std::optional<PlannerSetup> planner;
+  ServingOverheads overheads;
 };
 
 absl::Status ValidateSimConfig(const SimConfig& config);
