@@ -2,8 +2,11 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
+#include <iterator>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -81,16 +84,33 @@ absl::StatusOr<LoadResult> RunLoad(const LoadOptions& options,
   absl::StatusOr<net::ParsedUrl> url = net::ParseHttpUrl(options.base_url + path);
   if (!url.ok()) return url.status();
 
+  // Closed loop for a duration (no arrival rate, no count, no trace): requests are made as
+  // slots free up until the time is over, so there is no list to make in advance.
+  const WorkloadSpec& w = options.workload;
+  const bool open_ended = w.duration_s > 0 && w.num_requests == 0 && !(w.arrivals.rate > 0) &&
+                          w.trace_path.empty() && options.trace.empty();
+  if (open_ended && options.max_concurrency <= 0) {
+    return absl::InvalidArgumentError(
+        "a duration without a request rate needs --concurrency (else it would send without "
+        "limit)");
+  }
   std::vector<RequestSpec> requests;
   WorkloadGenerator generator(options.workload, options.seed, options.trace);
-  while (auto r = generator.Next()) requests.push_back(*r);
+  if (open_ended) {
+    for (uint64_t i = 0; i < std::max<uint64_t>(options.warmup_requests, 1); ++i) {
+      if (auto r = generator.Next()) requests.push_back(*r);
+    }
+  } else {
+    while (auto r = generator.Next()) requests.push_back(*r);
+  }
   if (requests.empty()) return absl::InvalidArgumentError("the workload has no requests");
 
   net::EventLoop loop("bench");
   auto run = std::make_shared<Run>();
   std::vector<RequestRecord> warmup(options.warmup_requests);
   LoadResult result;
-  result.records.resize(requests.size());
+  // A deque: the records' addresses stay put while requests are added.
+  std::deque<RequestRecord> records;
 
   auto send = [&](const RequestSpec& spec, RequestRecord* record, Clock::time_point origin) {
     record->index = spec.index;
@@ -209,7 +229,20 @@ absl::StatusOr<LoadResult> RunLoad(const LoadOptions& options,
     p.elapsed_s = Seconds(origin, Clock::now());
     progress(p);
   };
-  for (size_t i = 0; i < requests.size(); ++i) {
+  if (open_ended) requests.clear();  // the warm-up's; the measured ones come from here on
+  const Clock::time_point end =
+      origin + std::chrono::microseconds(static_cast<int64_t>(w.duration_s * 1e6));
+  for (size_t i = 0;; ++i) {
+    if (open_ended) {
+      if (Clock::now() >= end) break;
+      std::optional<RequestSpec> next = generator.Next();
+      if (!next.has_value()) break;
+      next->arrival_s = 0;  // as soon as a slot is free
+      next->index = i;
+      requests.push_back(*next);
+    } else if (i >= requests.size()) {
+      break;
+    }
     Clock::time_point due =
         origin + std::chrono::microseconds(static_cast<int64_t>(requests[i].arrival_s * 1e6));
     while (true) {
@@ -223,7 +256,12 @@ absl::StatusOr<LoadResult> RunLoad(const LoadOptions& options,
         last_progress = Clock::now();
       }
     }
-    send(requests[i], &result.records[i], origin);
+    if (open_ended && Clock::now() >= end) {
+      requests.pop_back();
+      break;
+    }
+    records.emplace_back();
+    send(requests[i], &records.back(), origin);
   }
   Clock::time_point deadline =
       Clock::now() + std::chrono::microseconds(absl::ToInt64Microseconds(options.request_timeout)) +
@@ -236,6 +274,8 @@ absl::StatusOr<LoadResult> RunLoad(const LoadOptions& options,
   result.duration_s = Seconds(origin, Clock::now());
   report(requests.size());
   loop.Stop();
+  result.records.assign(std::make_move_iterator(records.begin()),
+                        std::make_move_iterator(records.end()));
   return result;
 }
 

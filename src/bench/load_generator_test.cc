@@ -116,5 +116,27 @@ TEST(LoadGeneratorTest, ChatEndpointAndUnreachableServer) {
   EXPECT_FALSE(RunLoad(options).ok());
 }
 
+TEST(LoadGeneratorTest, ClosedLoopForADurationKeepsSlotsFullUntilTheTimeIsOver) {
+  FakeOpenAi fake;
+  LoadOptions options;
+  options.base_url = fake.url();
+  options.model = "demo";
+  options.workload.num_requests = 0;  // no count, no rate: as many as 3 slots allow
+  options.workload.duration_s = 0.5;
+  options.workload.output = *ParseLengthSpec("4");
+  options.max_concurrency = 3;
+  auto result = RunLoad(options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_GT(result->records.size(), 3u);
+  EXPECT_LT(result->duration_s, 5.0);
+  for (size_t i = 0; i < result->records.size(); ++i) {
+    EXPECT_EQ(result->records[i].index, i);
+    EXPECT_LE(result->records[i].start_s, 0.6);
+  }
+  // Without a concurrency limit the same workload would never end: refused.
+  options.max_concurrency = 0;
+  EXPECT_EQ(RunLoad(options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace tandem::bench

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -372,6 +373,12 @@ struct Orchestrator::Impl {
 
   // ---- stopping ---------------------------------------------------------------------------
 
+  std::string ClusterToken() const {
+    if (!options.cluster_token.empty()) return options.cluster_token;
+    const char* inherited = std::getenv("TANDEM_CLUSTER_TOKEN");
+    return inherited == nullptr ? std::string() : std::string(inherited);
+  }
+
   // Drain protocol: POST /admin/drain, the process stops taking work, finishes what it has and
   // exits by itself; SIGTERM (which means the same) when the request cannot be delivered or
   // after drain_timeout; SIGKILL stop_timeout later.
@@ -382,12 +389,15 @@ struct Orchestrator::Impl {
     for (Instance& instance : member.instances) {
       for (Proc& proc : instance.procs) {
         if (proc.pid == 0) continue;
-        absl::StatusOr<internal::HttpCallResult> answer =
-            internal::HttpCall({.address = absl::StrCat(kLoopback, ":", proc.port),
-                                .method = "POST",
-                                .path = "/admin/drain",
-                                .body = "{}",
-                                .timeout = options.probe_timeout});
+        internal::HttpCallRequest drain{.address = absl::StrCat(kLoopback, ":", proc.port),
+                                        .method = "POST",
+                                        .path = "/admin/drain",
+                                        .body = "{}",
+                                        .timeout = options.probe_timeout};
+        // The control API wants the cluster token the processes were given.
+        const std::string token = ClusterToken();
+        if (!token.empty()) drain.headers.push_back({"Authorization", "Bearer " + token});
+        absl::StatusOr<internal::HttpCallResult> answer = internal::HttpCall(drain);
         if (!answer.ok() || answer->status >= 300) SignalProcessGroup(proc.pid, SIGTERM);
       }
       LogInfo("draining", {{"instance", instance.Id()}});
