@@ -537,6 +537,11 @@ Decision Planner::Decide(const Observation& o) {
     decode_sizing = SizeByLoad("decode", o.decode_load, config_.itl_target_seconds, decode_,
                                &decision.decode, &reasons, o.time_seconds);
   }
+  // Scaling in below a role's minimum can never happen; do not count evaluations towards it.
+  prefill_sizing.scale_in_to =
+      std::max(prefill_sizing.scale_in_to, config_.bounds.prefill.min_instances);
+  decode_sizing.scale_in_to =
+      std::max(decode_sizing.scale_in_to, config_.bounds.decode.min_instances);
   decision.prefill.proposed = Gate("prefill", prefill_sizing, o.prefill_instances, o.time_seconds,
                                    prefill_, &reasons, &decision.prefill.reason);
   decision.decode.proposed = Gate("decode", decode_sizing, o.decode_instances, o.time_seconds,
