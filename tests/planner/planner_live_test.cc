@@ -100,6 +100,8 @@ class PlannerLiveTest : public ::testing::Test {
 
   // Starts the deployment: a router, the planner with `planner_yaml` as its --config, and
   // `roles` (by default prefill and decode autoscaled 1..3), as fakes or as the real processes.
+  // Draining instances get 5 s before SIGTERM (then SIGKILL 10 s later), so a process that does
+  // not finish its drain cannot hold the test for the default 120 s.
   void Up(const std::string& planner_yaml, bool fake_roles = true,
           const std::string& roles =
               "  prefill: {startsAfter: [router], autoscaling: {min: 1, "
@@ -113,8 +115,9 @@ class PlannerLiveTest : public ::testing::Test {
                         "[--config, ",
                         dir_, "/planner.yaml]}\n", roles);
     std::string out;
-    ASSERT_EQ(Shell((fake_roles ? tandem_ : binary_ + " ") + "up --detach --random-ports" + where_ +
-                        " " + dir_ + "/spec.yaml",
+    ASSERT_EQ(Shell((fake_roles ? tandem_ : binary_ + " ") +
+                        "up --detach --random-ports --drain-timeout 5" + where_ + " " + dir_ +
+                        "/spec.yaml",
                     &out),
               0)
         << out;
