@@ -260,7 +260,6 @@ class Worker::Impl {
   std::atomic<int64_t> reserved_blocks_{0};
   std::atomic<int64_t> queued_requests_{0};
   std::atomic<int64_t> queued_tokens_{0};
-  engine::EngineStats last_stats_ ABSL_GUARDED_BY(mu_);
 
   std::mutex loop_mu_;
   std::condition_variable loop_wake_;
@@ -1416,10 +1415,6 @@ void Worker::Impl::StatsLoop() {
     metrics_.OnEngineStats(stats, std::chrono::duration<double>(now - last).count(),
                            reserved_blocks_.load());
     last = now;
-    {
-      absl::MutexLock stats_lock(&mu_);
-      last_stats_ = stats;
-    }
     lock.lock();
   }
 }
