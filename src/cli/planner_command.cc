@@ -375,6 +375,7 @@ int RunLoop(CLI::App* command, const PlannerOptions& options, planner::PlannerSe
   absl::Status started = loop.StartServer();
   if (!started.ok()) return ReportError(command, started);
   std::vector<std::string> target_names;
+  target_names.reserve(targets.size());
   for (const planner::ScaleTarget& target : targets) {
     target_names.push_back(absl::StrCat(
         target.name, " (", target.composition.prefill, " prefill + ", target.composition.decode,

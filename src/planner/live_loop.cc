@@ -55,17 +55,17 @@ absl::Status PlannerLoop::StartServer() {
   server_options.port = port;
   server_options.threads = 1;
   server_ = std::make_unique<net::HttpServer>(server_options);
-  server_->Handle("GET", "/metrics", [this](std::shared_ptr<net::HttpExchange> x) {
+  server_->Handle("GET", "/metrics", [this](const std::shared_ptr<net::HttpExchange>& x) {
     x->ReplyText(200, registry_.RenderPrometheus(), "text/plain; version=0.0.4; charset=utf-8");
   });
-  server_->Handle("GET", "/health", [this](std::shared_ptr<net::HttpExchange> x) {
+  server_->Handle("GET", "/health", [this](const std::shared_ptr<net::HttpExchange>& x) {
     x->ReplyJson(200, nlohmann::json{{"status", "ok"}, {"epoch", epoch_}}.dump());
   });
-  server_->Handle("GET", "/ready", [this](std::shared_ptr<net::HttpExchange> x) {
+  server_->Handle("GET", "/ready", [this](const std::shared_ptr<net::HttpExchange>& x) {
     const bool ready = evaluated_once_.load() && !stop_requested_.load();
     x->ReplyJson(ready ? 200 : 503, nlohmann::json{{"ready", ready}}.dump());
   });
-  server_->Handle("GET", "/v1/decision", [this](std::shared_ptr<net::HttpExchange> x) {
+  server_->Handle("GET", "/v1/decision", [this](const std::shared_ptr<net::HttpExchange>& x) {
     absl::MutexLock lock(&mu_);
     if (last_decision_json_.empty()) {
       x->ReplyError(404, "no decision yet: the first evaluation has not produced one",
@@ -74,7 +74,7 @@ absl::Status PlannerLoop::StartServer() {
       x->ReplyJson(200, last_decision_json_);
     }
   });
-  server_->Handle("POST", "/admin/drain", [this](std::shared_ptr<net::HttpExchange> x) {
+  server_->Handle("POST", "/admin/drain", [this](const std::shared_ptr<net::HttpExchange>& x) {
     RequestStop();
     x->ReplyJson(202, R"({"draining":true})");
   });
