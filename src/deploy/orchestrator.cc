@@ -373,15 +373,10 @@ struct Orchestrator::Impl {
 
   // ---- stopping ---------------------------------------------------------------------------
 
-  std::string ClusterToken() const {
-    if (!options.cluster_token.empty()) return options.cluster_token;
-    const char* inherited = std::getenv("TANDEM_CLUSTER_TOKEN");
-    return inherited == nullptr ? std::string() : std::string(inherited);
-  }
-
-  // Drain protocol: POST /admin/drain, the process stops taking work, finishes what it has and
-  // exits by itself; SIGTERM (which means the same) when the request cannot be delivered or
-  // after drain_timeout; SIGKILL stop_timeout later.
+  // Drain protocol: SIGTERM, which every Tandem process (as Kubernetes does) takes as "stop
+  // taking work, finish what is in flight, then exit"; SIGKILL if it is still there
+  // drain_timeout + stop_timeout later. (POST /admin/drain on a worker only stops it taking work
+  // and leaves it running, for callers that decide themselves when it goes.)
   void StartDrain(Member& member) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (member.draining) return;
     member.draining = true;
@@ -389,16 +384,7 @@ struct Orchestrator::Impl {
     for (Instance& instance : member.instances) {
       for (Proc& proc : instance.procs) {
         if (proc.pid == 0) continue;
-        internal::HttpCallRequest drain{.address = absl::StrCat(kLoopback, ":", proc.port),
-                                        .method = "POST",
-                                        .path = "/admin/drain",
-                                        .body = "{}",
-                                        .timeout = options.probe_timeout};
-        // The control API wants the cluster token the processes were given.
-        const std::string token = ClusterToken();
-        if (!token.empty()) drain.headers.push_back({"Authorization", "Bearer " + token});
-        absl::StatusOr<internal::HttpCallResult> answer = internal::HttpCall(drain);
-        if (!answer.ok() || answer->status >= 300) SignalProcessGroup(proc.pid, SIGTERM);
+        SignalProcessGroup(proc.pid, SIGTERM);
       }
       LogInfo("draining", {{"instance", instance.Id()}});
     }
