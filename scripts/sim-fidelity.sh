@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
-# Simulator fidelity: measure this machine's engine with `tandem profile`, serve a deployment
-# with `tandem up`, load it with `tandem bench`, then simulate the same deployment and workload
-# with `tandem sim` from the measured profile, and compare TTFT p50 and ITL p50. Passes when both
-# are within the tolerance (10% by default). Repeatable: fixed seed, fixed workload.
+# Simulator fidelity: does `tandem sim`, fed this machine's measured latency profile, predict what
+# the live stack measures? Steps:
+#   1. profile the engine (`tandem profile`) on the demo model with the workers' engine options;
+#   2. serve the same model with `tandem up` (router + 1 prefill + 1 decode worker);
+#   3. calibrate the serving path: an unloaded probe workload through the live stack, against the
+#      same probe simulated from the profile; the difference is what the profile cannot see (HTTP
+#      hops, routing, the remote prefill's round trip and KV completion, per-token work on the
+#      engine thread) and becomes the scenario's `serving` overheads;
+#   4. measure: a fixed, seeded `tandem bench` workload at moderate load (other lengths and rate
+#      than the probe);
+#   5. profile again and merge both profiles (repeated points are averaged), so drift of the
+#      machine during the run weighs on both sides alike;
+#   6. simulate the measured workload and compare TTFT p50 and ITL p50.
+# Exit 0 when both are within the tolerance (10% by default), 1 otherwise or when a step fails.
+#
+# ITL p50 is compared per request (the median over requests of each request's mean gap between
+# tokens, `tandem bench`'s TPOT): on a busy host the streamed events of one request reach the
+# client in bursts, so the per-event gaps are mostly ~0 or several steps long and their median
+# says more about the host's scheduler than about the engine. The per-event ITL p50 is printed
+# too.
 #
 # Usage: scripts/sim-fidelity.sh [BUILD_DIR] [--tolerance 0.10] [--keep DIR]
-# Exit codes: 0 within tolerance, 1 outside it or a step failed, 77 the live stack's commands
-# (profile, up, bench) are not in this build, so nothing could be compared.
+# Takes about three minutes. Not part of `make test`: it is a measurement.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,89 +36,194 @@ while [[ $# -gt 0 ]]; do
     *) echo "sim-fidelity: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
-tandem="$build/tandem"
-[[ -x "$tandem" ]] || { echo "sim-fidelity: no tandem binary at $tandem (build first)" >&2; exit 1; }
-
-# The comparison needs the live serving stack.
-missing=()
-commands="$("$tandem" --help 2>/dev/null || true)"
-for command in profile up bench; do
-  grep -qE "^[[:space:]]+$command[[:space:]]" <<<"$commands" || missing+=("$command")
-done
-if [[ ${#missing[@]} -gt 0 ]]; then
-  echo "sim-fidelity: skipped: this build has no 'tandem ${missing[*]}' (the live stack); nothing to compare" >&2
-  exit 77
-fi
+tandem="$(cd "$build" 2>/dev/null && pwd)/tandem"
+[[ -x "$tandem" ]] || { echo "sim-fidelity: no tandem binary in $build (build first)" >&2; exit 1; }
 
 work="${keep:-$(mktemp -d)}"
 mkdir -p "$work"
-server_pid=""
+work="$(cd "$work" && pwd)"
+run_dir="$work/run"
+up=0
 cleanup() {
-  if [[ -n "$server_pid" ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  [[ -z "$keep" ]] && rm -rf "$work"
+  if [[ $up == 1 ]]; then "$tandem" down --run-dir "$run_dir" >/dev/null 2>&1 || true; fi
+  if [[ -z "$keep" ]]; then rm -rf "$work"; fi
   return 0
 }
 trap cleanup EXIT
 
-# The workload both sides run: chat-like lengths, scaled to a CPU engine, Poisson arrivals.
+# The demo model `make run` serves.
+model="$repo/models/demo.gguf"
+if [[ ! -f "$model" ]]; then
+  mkdir -p "$(dirname "$model")"
+  "$tandem" model create --preset small --out "$model.tmp" >/dev/null
+  mv "$model.tmp" "$model"
+fi
+
+# Engine options, the same on the workers, in the profile and in the scenario: one engine thread
+# per worker (two workers share this machine), the worker defaults for the rest (block size 16,
+# 512 tokens per step with chunked prefill, 256 MiB of KV).
+threads=1
+block_size=16
+max_batch_tokens=512
+kv_budget=$((256 << 20))
+# The router's conditional disaggregation threshold of examples/local.yaml.
+local_prefill_max=16
+
+# The measured workload: chat-like lengths scaled to a CPU engine, Poisson arrivals.
 seed=11
-requests=200
-rate=2
-input="lognormal:256,0.3"
+requests=100
+rate=1.5
+input="lognormal:128,0.3"
 output="lognormal:32,0.3"
-spec="$repo/examples/local.yaml"
+# The calibration probe: fixed lengths, light load.
+probe_seed=7
+probe_requests=20
+probe_rate=0.75
+probe_input=128
+probe_output=32
 
-echo "== 1. profile the engine"
-"$tandem" profile --spec "$spec" --out "$work/profile.json"
+profile() {
+  "$tandem" profile --model "$model" --threads "$threads" --repeats 3 --quiet \
+    --prefill-tokens 16,32,64,128,192,256,384,512 --batch-sizes 1,2,4,8 \
+    --contexts 64,160,320 --out "$1"
+}
 
-echo "== 2. serve $spec"
-"$tandem" up "$spec" >"$work/up.log" 2>&1 &
-server_pid=$!
-url="http://127.0.0.1:8000"
-for _ in $(seq 1 120); do
-  curl -fsS "$url/health" >/dev/null 2>&1 && break
-  kill -0 "$server_pid" 2>/dev/null || { echo "sim-fidelity: tandem up exited; see $work/up.log" >&2; exit 1; }
-  sleep 1
-done
-curl -fsS "$url/health" >/dev/null || { echo "sim-fidelity: server not ready after 120 s" >&2; exit 1; }
+echo "== 1. profile the engine (threads $threads) [load: $(cut -d' ' -f1-3 /proc/loadavg)]"
+profile "$work/profile-before.json"
 
-echo "== 3. measure: tandem bench"
-"$tandem" bench --url "$url" --seed "$seed" --num-requests "$requests" --rate "$rate" \
-  --input "$input" --output "$output" --json "$work/bench.json"
-kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
-
-echo "== 4. simulate the same deployment from the profile: tandem sim"
-cat >"$work/scenario.yaml" <<YAML
-name: fidelity-local
-seed: $seed
-cluster: {nodes: 1, gpus_per_node: 2, nodes_per_domain: 1,
-          links: {same_node: {gigabytes_per_second: 5, latency_us: 50}}}
-profile: {path: profile.json, kv_bytes_per_element: 4}
-instances:
-  - {role: prefill, count: 1, max_batch_tokens: 2048}
-  - {role: decode, count: 1, max_batch_tokens: 2048}
-routing: {local_prefill_max_uncached_tokens: 0}
-workload: {rate: $rate, input: "$input", output: "$output", requests: $requests}
+echo "== 2. serve: router + prefill + decode (tandem up)"
+cat >"$work/spec.yaml" <<YAML
+apiVersion: tandem/v1
+name: sim-fidelity
+model: $model
+roles:
+  router:
+    port: 8000
+    args: ["--local-prefill-max-uncached-tokens", "$local_prefill_max", "--block-size", "$block_size"]
+  prefill:
+    replicas: 1
+    startsAfter: [router]
+    readyTimeoutSeconds: 120
+    args: ["--threads", "$threads", "--block-size", "$block_size",
+           "--max-batch-tokens", "$max_batch_tokens", "--kv-budget", "$kv_budget"]
+  decode:
+    replicas: 1
+    startsAfter: [router]
+    readyTimeoutSeconds: 120
+    args: ["--threads", "$threads", "--block-size", "$block_size",
+           "--max-batch-tokens", "$max_batch_tokens", "--kv-budget", "$kv_budget"]
 YAML
-"$tandem" sim "$work/scenario.yaml" --json "$work/sim.json"
-
-echo "== 5. compare"
-python3 - "$work/bench.json" "$work/sim.json" "$tolerance" <<'PY'
+up=1
+"$tandem" up --detach --random-ports --run-dir "$run_dir" "$work/spec.yaml" >"$work/up.log" 2>&1 ||
+  { cat "$work/up.log" >&2; echo "sim-fidelity: tandem up failed" >&2; exit 1; }
+url="http://$("$tandem" status --run-dir "$run_dir" --json | python3 -c '
 import json, sys
-bench = json.load(open(sys.argv[1]))
+status = json.load(sys.stdin)
+print(next(r for r in status["roles"] if r["name"] == "router")["instances"][0]["processes"][0]["address"])')"
+served="$(curl -fsS "$url/v1/models" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"][0]["id"])')"
+
+bench() {  # bench OUT SEED REQUESTS RATE INPUT OUTPUT
+  "$tandem" bench --url "$url" --model "$served" --endpoint completions --seed "$2" \
+    --num-requests "$3" --rate "$4" --input-len "$5" --output-len "$6" \
+    --percentiles 10,50,90 --json "$1" >"$1.txt"
+}
+# Warm-up, not recorded: other prompts than the measured ones, which must not hit the prefix
+# cache (a warm-up with --warmup repeats the first measured requests).
+bench "$work/warmup.json" 1 4 4 "$probe_input" "$probe_output"
+
+echo "== 3. calibrate: $probe_requests requests of $probe_input + $probe_output tokens at $probe_rate req/s"
+bench "$work/probe.json" "$probe_seed" "$probe_requests" "$probe_rate" "$probe_input" "$probe_output"
+curl -fsS "$url/metrics" >"$work/router-metrics-before.txt"
+
+echo "== 4. measure: $requests requests at $rate req/s, input $input, output $output, seed $seed [load: $(cut -d' ' -f1-3 /proc/loadavg)]"
+bench "$work/bench.json" "$seed" "$requests" "$rate" "$input" "$output"
+curl -fsS "$url/metrics" >"$work/router-metrics-after.txt"
+"$tandem" down --run-dir "$run_dir" >/dev/null
+up=0
+
+echo "== 5. profile again [load: $(cut -d' ' -f1-3 /proc/loadavg)]"
+profile "$work/profile-after.json"
+python3 - "$work/profile-before.json" "$work/profile-after.json" "$work/profile.json" <<'PY'
+import json, sys
+before, after = (json.load(open(p)) for p in sys.argv[1:3])
+before["prefill"] += after["prefill"]
+before["decode"] += after["decode"]
+json.dump(before, open(sys.argv[3], "w"), indent=1)
+PY
+
+# The deployment above as a scenario: one node, one prefill and one decode instance, the
+# router's routing parameters, the engines' step budget and KV capacity.
+scenario() {  # scenario FILE SEED REQUESTS RATE INPUT OUTPUT FIRST_TOKEN_MS TOKEN_MS
+  cat >"$1" <<YAML
+name: sim-fidelity
+seed: $2
+cluster: {nodes: 1, gpus_per_node: 2, nodes_per_domain: 1}
+profile: {path: profile.json, kv_bytes_per_element: 4,
+          kv_capacity_tokens: $((kv_budget / (2 * 8 * 4 * 64 * 4)))}
+instances:
+  - {role: prefill, count: 1, max_batch_tokens: $max_batch_tokens, max_batch_sequences: 256}
+  - {role: decode, count: 1, max_batch_tokens: $max_batch_tokens, max_batch_sequences: 256}
+routing: {block_size: $block_size, local_prefill_max_uncached_tokens: $local_prefill_max}
+workload: {rate: $4, input: "$5", output: "$6", requests: $3}
+serving: {first_token_overhead_ms: $7, token_overhead_ms: $8}
+YAML
+}
+
+echo "== 6. simulate (tandem sim) and compare"
+scenario "$work/probe.yaml" "$probe_seed" "$probe_requests" "$probe_rate" "$probe_input" \
+  "$probe_output" 0 0
+"$tandem" sim "$work/probe.yaml" --json "$work/probe-sim.json" >/dev/null
+read -r first_token_ms token_ms < <(python3 - "$work/probe.json" "$work/probe-sim.json" <<'PY'
+import json, sys
+live = json.load(open(sys.argv[1]))
 sim = json.load(open(sys.argv[2]))["variants"][0]["result"]
-tolerance = float(sys.argv[3])
-rows = [("TTFT p50", bench["median_ttft_ms"], sim["ttft"]["p50_ms"]),
-        ("ITL p50", bench["median_itl_ms"], sim["itl"]["p50_ms"])]
+print(f'{max(0.0, live["median_ttft_ms"] - sim["ttft"]["p50_ms"]):.3f}',
+      f'{max(0.0, live["median_tpot_ms"] - sim["tpot"]["p50_ms"]):.3f}')
+PY
+)
+echo "serving overheads from the probe: first token +$first_token_ms ms, per decoded token +$token_ms ms"
+scenario "$work/scenario.yaml" "$seed" "$requests" "$rate" "$input" "$output" \
+  "$first_token_ms" "$token_ms"
+"$tandem" sim "$work/scenario.yaml" --json "$work/sim.json" >/dev/null
+
+python3 - "$work" "$tolerance" <<'PY'
+import json, re, sys
+work, tolerance = sys.argv[1], float(sys.argv[2])
+bench = json.load(open(f"{work}/bench.json"))
+sim = json.load(open(f"{work}/sim.json"))["variants"][0]["result"]
+
+def spans(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r'tandem_router_span_seconds_(sum|count)\{span="(\w+)"\} (\S+)', line)
+        if m:
+            out.setdefault(m.group(2), {})[m.group(1)] = float(m.group(3))
+    return out
+before, after = spans(f"{work}/router-metrics-before.txt"), spans(f"{work}/router-metrics-after.txt")
+parts = []
+for name in ("queue", "prefill", "kv_transfer", "first_decode"):
+    if name in before and name in after:
+        n = after[name]["count"] - before[name]["count"]
+        if n > 0:
+            parts.append(f"{name} {1e3 * (after[name]['sum'] - before[name]['sum']) / n:.1f}")
+if parts:
+    print("live TTFT as the router sees it (mean ms): " + ", ".join(parts))
+print(f"live: {bench['completed']} of {bench['num_prompts'] if 'num_prompts' in bench else '?'} "
+      f"requests; simulated: {sim['completed']} of {sim['requests']} "
+      f"({sim['disaggregated']} disaggregated, {sim['local_prefill']} prefilled on decode)")
+rows = [("TTFT p50", bench["median_ttft_ms"], sim["ttft"]["p50_ms"], True),
+        ("ITL p50 (per request)", bench["median_tpot_ms"], sim["tpot"]["p50_ms"], True),
+        ("ITL p50 (per event)", bench["median_itl_ms"], sim["itl"]["p50_ms"], False),
+        ("TTFT p90", bench["p90_ttft_ms"], sim["ttft"]["p90_ms"], False),
+        ("E2E p50", bench["median_e2el_ms"], sim["e2e"]["p50_ms"], False)]
 ok = True
-print(f"{'metric':<10} {'measured ms':>12} {'simulated ms':>13} {'error':>8}")
-for name, measured, simulated in rows:
-    error = abs(simulated - measured) / measured if measured > 0 else float("inf")
-    ok = ok and error <= tolerance
-    print(f"{name:<10} {measured:12.2f} {simulated:13.2f} {100 * error:7.1f}%")
+print(f"{'metric':<22} {'measured ms':>12} {'simulated ms':>13} {'error':>8}")
+for name, measured, simulated, gate in rows:
+    error = (simulated - measured) / measured if measured > 0 else float("inf")
+    if gate:
+        ok = ok and abs(error) <= tolerance
+    print(f"{name:<22} {measured:12.2f} {simulated:13.2f} {100 * error:+7.1f}%"
+          f"{'' if gate else '  (not gated)'}")
 print("PASS" if ok else f"FAIL: an error exceeds {100 * tolerance:.0f}%")
 sys.exit(0 if ok else 1)
 PY
