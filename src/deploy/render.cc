@@ -38,6 +38,9 @@ const char* RenderTargetName(RenderTarget target) {
 
 namespace {
 
+// Engine roles load the weights; the router reads the model's tokenizer and chat template.
+bool UsesModel(RoleKind kind) { return IsEngineKind(kind) || kind == RoleKind::kRouter; }
+
 using Json = nlohmann::ordered_json;
 
 constexpr int kRunAsUser = 10001;
@@ -469,7 +472,7 @@ Json Renderer::Container(const Role& role, const PodShape& shape) const {
   if (IsEngineKind(role.kind) && role.gpus_per_instance > 0) {
     mounts.push_back({{"name", "dshm"}, {"mountPath", "/dev/shm"}});
   }
-  if (IsEngineKind(role.kind) && !spec_.kubernetes.model_claim_name.empty()) {
+  if (UsesModel(role.kind) && !spec_.kubernetes.model_claim_name.empty()) {
     mounts.push_back(
         {{"name", "models"}, {"mountPath", spec_.kubernetes.model_mount_path}, {"readOnly", true}});
   }
@@ -538,7 +541,7 @@ Json Renderer::PodSpec(const Role& role, const PodShape& shape) const {
   if (IsEngineKind(role.kind) && role.gpus_per_instance > 0) {
     volumes.push_back({{"name", "dshm"}, {"emptyDir", {{"medium", "Memory"}}}});
   }
-  if (IsEngineKind(role.kind) && !spec_.kubernetes.model_claim_name.empty()) {
+  if (UsesModel(role.kind) && !spec_.kubernetes.model_claim_name.empty()) {
     volumes.push_back({{"name", "models"},
                        {"persistentVolumeClaim",
                         {{"claimName", spec_.kubernetes.model_claim_name}, {"readOnly", true}}}});
