@@ -310,8 +310,21 @@ void Engine::ApplyInbox() {
     released.swap(released_);
   }
   for (auto& s : submitted) {
-    // Imported sequences arrive with their KV: they go straight to the running set.
-    (s->computed > 0 ? running_ : waiting_).push_back(std::move(s));
+    // Imported sequences arrive with their KV and first token: they go straight to the running
+    // set, unless that first token already ends them (a stop token, max_tokens 1, or the
+    // context full), exactly as if it had been sampled here.
+    if (s->computed > 0) {
+      const auto& stops = s->request.stop_token_ids;
+      if (std::find(stops.begin(), stops.end(), s->tokens.back()) != stops.end()) {
+        Finish(*s, FinishReason::kStop, absl::OkStatus());
+      } else if (s->generated >= s->request.max_tokens ||
+                 static_cast<int64_t>(s->tokens.size()) >= max_context_) {
+        Finish(*s, FinishReason::kLength, absl::OkStatus());
+      }
+      running_.push_back(std::move(s));
+    } else {
+      waiting_.push_back(std::move(s));
+    }
   }
   for (uint64_t id : released) {
     auto it = held_.find(id);

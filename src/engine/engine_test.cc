@@ -354,6 +354,27 @@ TEST(EngineTest, DisaggregatedPrefillAndDecodeMatchAggregated) {
   EXPECT_EQ(again->first_block_to_fill, 3);
   (*decode)->CancelImport(again->reservation_id);
   EXPECT_EQ(target.Stats().referenced_blocks, 0);
+
+  // An import whose first token already ends it (max_tokens 1; a stop token) finishes at once,
+  // generating nothing more and freeing its blocks.
+  for (bool by_stop : {false, true}) {
+    auto short_one = (*decode)->ReserveImport(prompt);
+    ASSERT_TRUE(short_one.ok());
+    GenerateRequest last = Greedy(prompt, by_stop ? 20 : 1);
+    if (by_stop) last.stop_token_ids = {first_token};
+    std::promise<FinishEvent> ended;
+    int more = 0;
+    last.on_token = [&](const TokenEvent&) { return ++more > 0; };
+    last.on_finish = [&](const FinishEvent& f) { ended.set_value(f); };
+    ASSERT_TRUE((*decode)
+                    ->CompleteImport(short_one->reservation_id, std::move(last), first_token,
+                                     HashKvBlocks(prompt, 4))
+                    .ok());
+    FinishEvent end = ended.get_future().get();
+    EXPECT_EQ(end.reason, by_stop ? FinishReason::kStop : FinishReason::kLength);
+    EXPECT_EQ(more, 0);
+  }
+  EXPECT_EQ(target.Stats().referenced_blocks, 0);
 }
 
 }  // namespace
