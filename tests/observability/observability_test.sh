@@ -133,6 +133,33 @@ workers_seen="$(curl -sf --get "$prom/api/v1/query" --data-urlencode 'query=coun
 [[ $workers_seen == 2 ]] || fail "Prometheus sees $workers_seen workers"
 step "Prometheus: TTFT p50 ${ttft} s, $workers_seen workers"
 
+step "every query of the Grafana dashboard (deploy/grafana-dashboard.json) runs"
+python3 - "$root/deploy/grafana-dashboard.json" "$prom" <<'PY' || fail "a Grafana dashboard query failed"
+import json, sys, urllib.parse, urllib.request
+dashboard, prom = sys.argv[1], sys.argv[2]
+# Panels that must show data after the traffic above (the planner's need a planner).
+must_have_data = {"Time to first token", "Inter-token latency", "Requests by outcome",
+                  "Tokens per second", "KV cache usage per worker", "Ready workers per role",
+                  "Engine busy fraction per worker", "KV transfer throughput"}
+bad = []
+for panel in json.load(open(dashboard))["panels"]:
+    for target in panel["targets"]:
+        expr = target["expr"].replace("$namespace", ".*").replace("$__rate_interval", "2m")
+        url = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            answer = json.load(urllib.request.urlopen(url, timeout=10))
+        except Exception as e:  # a 400 carries the parse error
+            bad.append(f"{panel['title']}: {expr}: {e}")
+            continue
+        if answer.get("status") != "success":
+            bad.append(f"{panel['title']}: {expr}: {answer}")
+        elif panel["title"] in must_have_data and target["refId"] == "A" and not answer["data"]["result"]:
+            bad.append(f"{panel['title']}: {expr}: no data")
+for line in bad:
+    print("grafana:", line, file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+
 step "headless Chromium: /dashboard loads and its charts follow traffic"
 node "$root/tests/observability/dashboard.mjs" "$url" "$artifacts" || fail "dashboard check failed"
 step "passed"
