@@ -31,6 +31,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/random.h"
 
 namespace tandem::engine {
 
@@ -63,16 +64,8 @@ struct SampledToken {
   std::vector<TokenLogprob> top;  // params.top_logprobs most likely, most likely first
 };
 
-// A small, fast PRNG (xoshiro256**) with a fixed definition, so seeds reproduce across builds.
-class Random {
- public:
-  explicit Random(uint64_t seed);
-  uint64_t Next();
-  double Uniform();  // [0, 1)
-
- private:
-  uint64_t state_[4];
-};
+// The seeded generator sampling draws from (xoshiro256**, core/random.h).
+using ::tandem::Random;
 
 class Sampler {
  public:

@@ -1,10 +1,10 @@
-#include "bench/random.h"
+#include "core/random.h"
 
 #include <cmath>
 
 #include "gtest/gtest.h"
 
-namespace tandem::bench {
+namespace tandem {
 namespace {
 
 TEST(RandomTest, SameSeedSameSequenceAcrossRuns) {
@@ -48,4 +48,4 @@ TEST(RandomTest, DistributionMomentsAreRight) {
 }
 
 }  // namespace
-}  // namespace tandem::bench
+}  // namespace tandem

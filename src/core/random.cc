@@ -1,8 +1,8 @@
-#include "bench/random.h"
+#include "core/random.h"
 
 #include <cmath>
 
-namespace tandem::bench {
+namespace tandem {
 namespace {
 
 uint64_t SplitMix64(uint64_t& x) {
@@ -82,4 +82,4 @@ double Random::Gamma(double shape, double scale) {
   }
 }
 
-}  // namespace tandem::bench
+}  // namespace tandem
