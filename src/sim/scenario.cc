@@ -636,14 +636,16 @@ absl::StatusOr<Variant> ParseVariant(Env& env, const Reader& r, const YAML::Node
   }
   YAML::Node serving = root["serving"];
   if (serving.IsDefined()) {
-    TANDEM_RETURN_IF_ERROR(
-        r.Keys(serving, "serving", {"first_token_overhead_ms", "token_overhead_ms"}));
-    double first_token_ms = 0, token_ms = 0;
+    TANDEM_RETURN_IF_ERROR(r.Keys(
+        serving, "serving", {"first_token_overhead_ms", "token_overhead_ms", "remote_join_ms"}));
+    double first_token_ms = 0, token_ms = 0, join_ms = 0;
     TANDEM_RETURN_IF_ERROR(
         r.Double(serving, "first_token_overhead_ms", "serving", &first_token_ms));
     TANDEM_RETURN_IF_ERROR(r.Double(serving, "token_overhead_ms", "serving", &token_ms));
     c.overheads.first_token_seconds = first_token_ms / 1e3;
     c.overheads.per_token_seconds = token_ms / 1e3;
+    TANDEM_RETURN_IF_ERROR(r.Double(serving, "remote_join_ms", "serving", &join_ms));
+    c.overheads.remote_join_seconds = join_ms / 1e3;
   }
   TANDEM_RETURN_IF_ERROR(r.Int(root, "prefix_cache_groups", "", &c.prefix_cache_groups, 0));
   TANDEM_RETURN_IF_ERROR(r.Double(root, "timeline_interval_s", "", &c.timeline_interval_s));

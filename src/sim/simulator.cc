@@ -89,7 +89,8 @@ absl::Status ValidateSimConfig(const SimConfig& c) {
   if (!(c.timeline_interval_s > 0)) {
     return absl::InvalidArgumentError("timeline_interval_s must be > 0");
   }
-  for (double overhead : {c.overheads.first_token_seconds, c.overheads.per_token_seconds}) {
+  for (double overhead : {c.overheads.first_token_seconds, c.overheads.per_token_seconds,
+                          c.overheads.remote_join_seconds}) {
     if (!(overhead >= 0) || !std::isfinite(overhead)) {
       return absl::InvalidArgumentError("serving overheads must be finite and >= 0");
     }
@@ -221,7 +222,8 @@ enum class EventType : uint8_t {
   kFailure,
   kSample,
   kPlanner,
-  kInstanceReady
+  kInstanceReady,
+  kJoinAfterTransfer
 };
 
 struct Event {
@@ -296,6 +298,9 @@ class Simulation {
           break;
         case EventType::kInstanceReady:
           OnInstanceReady(event.a);
+          break;
+        case EventType::kJoinAfterTransfer:
+          OnJoinAfterTransfer(static_cast<int>(event.b), static_cast<uint32_t>(event.a));
           break;
       }
     }
@@ -755,6 +760,20 @@ class Simulation {
     s.transferring = false;
     TouchPrefix(s.decode, s);
     FirstToken(s, s.prefill);
+    const double join = config_.overheads.remote_join_seconds;
+    if (join <= 0) {
+      Join(s.decode, id);
+      return;
+    }
+    // The KV is on the decode instance (a prefill failure no longer matters); the sequence
+    // enters its batch once the decode worker has taken the prefill's answer.
+    s.joined = true;
+    Push(now_ + join, EventType::kJoinAfterTransfer, static_cast<int>(s.generation), id);
+  }
+
+  void OnJoinAfterTransfer(int id, uint32_t generation) {
+    Sequence& s = sequences_[id];
+    if (!s.alive || s.generation != generation || s.running_index != kNone) return;
     Join(s.decode, id);
   }
 

@@ -95,6 +95,11 @@ struct ServingOverheads {
   // Added to an engine step for each sequence it decodes: the work the engine thread does per
   // generated token outside the forward pass (sampling over the vocabulary, the token event).
   double per_token_seconds = 0;
+  // After a remote prefill, from the first token (sent with the prefill's answer) to the
+  // sequence joining the decode instance's batch: the decode worker taking the answer and
+  // importing the KV into its engine. Once per disaggregated request; it lengthens the first gap
+  // between tokens.
+  double remote_join_seconds = 0;
 };
 
 struct SimConfig {
