@@ -114,6 +114,28 @@ router_ttft="$(metric tandem_router_ttft_seconds_count)"
 [[ $router_ttft == 24 ]] || fail "router observed $router_ttft TTFTs, expected 24"
 [[ $router_out == "$bench_out" ]] || fail "router generated $router_out tokens, bench counted $bench_out"
 [[ $router_in == "$bench_in" ]] || fail "router counted $router_in prompt tokens, bench $bench_in"
+# Percentiles: the router's TTFT histogram (exponential buckets, factor 2) against the client's
+# exact p50; the client's includes its own send and parse time, the router's starts at arrival.
+python3 - "$work/router.txt" "$work/bench.json" <<'PY' || fail "router and bench TTFT p50 disagree"
+import json, sys
+buckets = []
+for line in open(sys.argv[1]):
+    if line.startswith("tandem_router_ttft_seconds_bucket{"):
+        le = line.split('le="')[1].split('"')[0]
+        buckets.append((float("inf") if le == "+Inf" else float(le), float(line.split()[-1])))
+buckets.sort()
+total = buckets[-1][1]
+rank, lower_le, lower_count = 0.5 * total, 0.0, 0.0
+for le, count in buckets:
+    if count >= rank:
+        router_p50 = lower_le + (le - lower_le) * (rank - lower_count) / max(count - lower_count, 1e-9)
+        break
+    lower_le, lower_count = le, count
+bench_p50 = json.load(open(sys.argv[2]))["median_ttft_ms"] / 1000
+ratio = bench_p50 / router_p50
+print(f"observability_test: TTFT p50 bench {bench_p50 * 1000:.1f} ms, router histogram {router_p50 * 1000:.1f} ms")
+sys.exit(0 if 0.5 <= ratio <= 2.5 else 1)
+PY
 disagg="$(awk '/^tandem_router_routing_decisions_total\{decision="disaggregated"\}/ { print int($2) }' "$work/router.txt")"
 [[ ${disagg:-0} -gt 0 ]] || fail "no request was disaggregated"
 
