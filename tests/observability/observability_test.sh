@@ -134,7 +134,8 @@ for le, count in buckets:
 bench_p50 = json.load(open(sys.argv[2]))["median_ttft_ms"] / 1000
 ratio = bench_p50 / router_p50
 print(f"observability_test: TTFT p50 bench {bench_p50 * 1000:.1f} ms, router histogram {router_p50 * 1000:.1f} ms")
-sys.exit(0 if 0.5 <= ratio <= 2.5 else 1)
+# Millisecond-scale TTFTs on a loaded machine: allow the client a fixed 25 ms of its own on top.
+sys.exit(0 if 0.5 <= ratio <= 2.5 or abs(bench_p50 - router_p50) < 0.025 else 1)
 PY
 disagg="$(awk '/^tandem_router_routing_decisions_total\{decision="disaggregated"\}/ { print int($2) }' "$work/router.txt")"
 [[ ${disagg:-0} -gt 0 ]] || fail "no request was disaggregated"
