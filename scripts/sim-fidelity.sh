@@ -137,12 +137,16 @@ bench() {  # bench OUT SEED REQUESTS RATE INPUT OUTPUT
 bench "$work/warmup.json" 1 4 4 "$probe_input" "$probe_output"
 
 echo "== 3. calibrate: $probe_requests requests of $probe_input + $probe_output tokens at $probe_rate req/s"
-bench "$work/probe.json" "$probe_seed" "$probe_requests" "$probe_rate" "$probe_input" "$probe_output"
+bench "$work/probe-$probe_seed.json" "$probe_seed" "$probe_requests" "$probe_rate" "$probe_input" \
+  "$probe_output"
 curl -fsS "$url/metrics" >"$work/router-metrics-before.txt"
 
 echo "== 4. measure: $requests requests at $rate req/s, input $input, output $output, seed $seed [load: $(cut -d' ' -f1-3 /proc/loadavg)]"
 bench "$work/bench.json" "$seed" "$requests" "$rate" "$input" "$output"
 curl -fsS "$url/metrics" >"$work/router-metrics-after.txt"
+echo "== 4b. calibrate again (the host drifts): the probe with seed $((probe_seed + 1))"
+bench "$work/probe-$((probe_seed + 1)).json" "$((probe_seed + 1))" "$probe_requests" "$probe_rate" \
+  "$probe_input" "$probe_output"
 "$tandem" down --run-dir "$run_dir" >/dev/null
 up=0
 
@@ -176,25 +180,36 @@ YAML
 }
 
 echo "== 6. simulate (tandem sim) and compare"
-scenario "$work/probe.yaml" "$probe_seed" "$probe_requests" "$probe_rate" "$probe_input" \
-  "$probe_output" 0 0 0
-"$tandem" sim "$work/probe.yaml" --json "$work/probe-sim.json" >/dev/null
-read -r first_token_ms token_ms join_ms < <(python3 - "$work/probe.json" "$work/probe-sim.json" \
-  "$probe_output" <<'PY'
+# Each probe gives the overheads against its own simulation; their mean is used.
+calibrations=()
+for live in "$work"/probe-*.json; do
+  [[ "$live" == *-sim.json ]] && continue
+  probe_run="${live%.json}"
+  scenario "$probe_run.yaml" "${probe_run##*-}" "$probe_requests" "$probe_rate" "$probe_input" \
+    "$probe_output" 0 0 0
+  "$tandem" sim "$probe_run.yaml" --json "$probe_run-sim.json" >/dev/null
+  calibrations+=("$live" "$probe_run-sim.json")
+done
+read -r first_token_ms token_ms join_ms < <(python3 - "$probe_output" "${calibrations[@]}" <<'PY'
 import json, sys
-live = json.load(open(sys.argv[1]))
-sim = json.load(open(sys.argv[2]))["variants"][0]["result"]
-gaps = int(sys.argv[3]) - 1
-# Per decoded token: the gap between streamed tokens beyond the profile's step. Per request: what
-# is left of the per-request mean gap (TPOT) is one longer first gap, the decode worker joining
-# the remote prefill's KV. Per request again: the rest of the first token's way.
-token = max(0.0, live["median_itl_ms"] - sim["itl"]["p50_ms"])
-join = max(0.0, (live["median_tpot_ms"] - sim["tpot"]["p50_ms"] - token) * gaps)
-first = max(0.0, live["median_ttft_ms"] - sim["ttft"]["p50_ms"])
-print(f"{first:.3f} {token:.3f} {join:.3f}")
+gaps = int(sys.argv[1]) - 1
+found = []
+for live_path, sim_path in zip(sys.argv[2::2], sys.argv[3::2]):
+    live = json.load(open(live_path))
+    sim = json.load(open(sim_path))["variants"][0]["result"]
+    # Per decoded token: the gap between streamed tokens beyond the profile's step. Per request:
+    # what is left of the per-request mean gap (TPOT) is one longer first gap, the decode worker
+    # joining the remote prefill's KV. Per request again: the rest of the first token's way.
+    token = max(0.0, live["median_itl_ms"] - sim["itl"]["p50_ms"])
+    join = max(0.0, (live["median_tpot_ms"] - sim["tpot"]["p50_ms"] - token) * gaps)
+    first = max(0.0, live["median_ttft_ms"] - sim["ttft"]["p50_ms"])
+    print(f"probe {live_path.rsplit('/', 1)[-1]}: first token {first:.1f} ms, per token "
+          f"{token:.2f} ms, join {join:.1f} ms", file=sys.stderr)
+    found.append((first, token, join))
+print(" ".join(f"{sum(v) / len(v):.3f}" for v in zip(*found)))
 PY
 )
-echo "serving overheads from the probe: first token +$first_token_ms ms, per decoded token" \
+echo "serving overheads (mean of the probes): first token +$first_token_ms ms, per decoded token" \
   "+$token_ms ms, remote prefill join +$join_ms ms"
 scenario "$work/scenario.yaml" "$seed" "$requests" "$rate" "$input" "$output" \
   "$first_token_ms" "$token_ms" "$join_ms"
