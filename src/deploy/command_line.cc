@@ -1,5 +1,8 @@
 #include "deploy/command_line.h"
 
+#include <algorithm>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
@@ -15,6 +18,25 @@ std::string WorkerRoleFlag(RoleKind kind) {
       return "both";
   }
 }
+
+namespace {
+
+// Whole CPUs in a Kubernetes quantity ("2" -> 2, "1500m" -> 1, "500m" -> 1); 0 when unset or
+// unreadable.
+int CpuThreads(const std::string& cpu) {
+  if (cpu.empty()) return 0;
+  double cores = 0;
+  if (cpu.back() == 'm') {
+    if (!absl::SimpleAtod(cpu.substr(0, cpu.size() - 1), &cores)) return 0;
+    cores /= 1000;
+  } else if (!absl::SimpleAtod(cpu, &cores)) {
+    return 0;
+  }
+  if (!(cores > 0)) return 0;
+  return std::max(1, static_cast<int>(cores));
+}
+
+}  // namespace
 
 std::vector<std::string> RoleCommandLine(const DeploymentSpec& spec, const Role& role,
                                          const InstanceContext& context) {
@@ -50,6 +72,12 @@ std::vector<std::string> RoleCommandLine(const DeploymentSpec& spec, const Role&
       add("--kv-listen", context.kv_listen);
       add("--router", context.router_url);
       add("--tp", absl::StrCat(role.TensorParallelSize()));
+      // The engine's compute threads follow the CPUs the role asks for (unless its args say).
+      if (int threads = CpuThreads(role.resources.cpu);
+          threads > 0 &&
+          std::find(role.args.begin(), role.args.end(), "--threads") == role.args.end()) {
+        add("--threads", absl::StrCat(threads));
+      }
       if (role.MultiHost()) {
         add("--nodes", absl::StrCat(role.nodes_per_instance));
         add("--node-rank", context.node_rank);
