@@ -2,7 +2,7 @@
 // workers (docs/routing.md).
 //
 //   tandem router --listen 127.0.0.1:8000 --model models/demo.gguf
-//   tandem router --listen 0.0.0.0:8000 --model random:tiny --worker http://127.0.0.1:8101 \
+//   tandem router --listen 0.0.0.0:8000 --model random:tiny --worker http://127.0.0.1:8101
 //       --api-key sk-local --cluster-token secret --topology links.yaml
 //
 // SIGTERM or SIGINT drains: /ready answers 503, requests in flight finish (up to

@@ -2,7 +2,7 @@
 // control API"; docs/deploy-spec.md, "Command lines").
 //
 //   tandem worker --role both --model random:tiny --listen 127.0.0.1:8101
-//   tandem worker --role decode --model m.gguf --listen 0.0.0.0:8101 --advertise 10.0.0.5:8101 \
+//   tandem worker --role decode --model m.gguf --listen 0.0.0.0:8101 --advertise 10.0.0.5:8101
 //       --kv-listen 0.0.0.0:9101 --router http://10.0.0.2:8000 --cluster-token "$TOKEN"
 //
 // SIGTERM or SIGINT drains (no new work; in-flight requests finish, up to --drain-timeout

@@ -30,7 +30,9 @@ TEST(OptionsTest, ParsesRolesPoliciesAndAddresses) {
   for (const char* bad : {"8101", ":8101", "host:", "host:70000", "host:x", "[::1:5"}) {
     absl::StatusOr<HostPort> parsed = ParseHostPort(bad, "--listen");
     EXPECT_FALSE(parsed.ok()) << bad;
-    if (!parsed.ok()) EXPECT_NE(parsed.status().message().find("--listen"), std::string::npos);
+    if (!parsed.ok()) {
+      EXPECT_NE(parsed.status().message().find("--listen"), std::string::npos);
+    }
   }
   EXPECT_TRUE(IsLoopbackHost("127.0.0.1"));
   EXPECT_TRUE(IsLoopbackHost("::1"));
