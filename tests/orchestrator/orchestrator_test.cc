@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -43,7 +44,11 @@ int64_t MonotonicNanos() {
       .count();
 }
 
+// From the source tree CTest names (TANDEM_SOURCE_DIR); __FILE__ when run by hand.
 std::string FakeRolePath() {
+  if (const char* root = std::getenv("TANDEM_SOURCE_DIR"); root != nullptr && *root != 0) {
+    return std::string(root) + "/tests/orchestrator/fake_role.py";
+  }
   std::string here = __FILE__;
   return here.substr(0, here.rfind('/')) + "/fake_role.py";
 }
