@@ -465,7 +465,9 @@ TEST(WorkerApiTest, BadInputIsRefusedWithAReasonAndTheWorkerKeepsServing) {
   // Over the body limit: 413 (or the connection closes before the client sent it all).
   std::string huge = "{\"prompt_ids\": [" + std::string(9 << 20, ' ') + "1]}";
   absl::StatusOr<net::HttpResult> too_big = Call("POST", generate, huge);
-  if (too_big.ok()) EXPECT_EQ(too_big->status, 413);
+  if (too_big.ok()) {
+    EXPECT_EQ(too_big->status, 413);
+  }
   EXPECT_EQ(status_of(Call("POST", both->url() + "/v1/cancel", R"({"request_id": "nobody"})")),
             404);
   EXPECT_EQ(status_of(Call("GET", both->url() + "/v1/kv/events?since=x")), 400);
