@@ -972,32 +972,13 @@ void Worker::Impl::JoinRemote(const std::shared_ptr<GenerateCall>& call) {
     EndCall(call, "cancelled", "");
     return;
   }
-  const bool stop =
-      std::find(call->stop_ids.begin(), call->stop_ids.end(), first.token) != call->stop_ids.end();
-  // The context caps the answer (as the engine caps a local one): when the first token fills
-  // it, the request ends here.
-  const int64_t room =
-      std::min<int64_t>(call->params.max_tokens,
-                        limits_.max_context - static_cast<int64_t>(call->params.prompt.size()));
-  if (stop || room <= 1) {
-    release();
-    if (!stop) SendToken(call, first);
-    FinishSummary summary;
-    {
-      absl::MutexLock lock(&call->mu);
-      summary = {.finish_reason = stop ? "stop" : "length",
-                 .prompt_tokens = static_cast<int64_t>(call->params.prompt.size()),
-                 .completion_tokens = call->tokens_sent,
-                 .cached_tokens = call->cached_tokens,
-                 .queue_ms = call->queue_ms,
-                 .prefill_ms = call->prefill_ms,
-                 .transfer_ms = call->transfer_ms,
-                 .prefill = call->prefill_mode};
-    }
-    EndCall(call, "ok", FinishEventJson(summary));
-    return;
+  // A first token that ends the request (a stop token, max_tokens 1, the context full) ends it
+  // in the engine too, at once and through OnEngineFinish like any other end; the imported
+  // prompt blocks still reach the prefix cache. A stop token is not sent.
+  if (std::find(call->stop_ids.begin(), call->stop_ids.end(), first.token) ==
+      call->stop_ids.end()) {
+    SendToken(call, first);
   }
-  SendToken(call, first);
   absl::StatusOr<uint64_t> id =
       engine_->CompleteImport(engine_reservation, EngineRequest(call), first.token);
   if (!id.ok()) {
