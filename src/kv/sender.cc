@@ -98,10 +98,11 @@ class TransferImpl : public OutgoingTransfer {
 
   bool shared_memory() const override { return accept_.shared_memory == 1; }
 
-  void SendLayer(uint32_t layer, std::vector<const uint8_t*> blocks) override {
+  void SendBlocks(uint32_t layer, uint32_t first_block,
+                  std::vector<const uint8_t*> blocks) override {
     {
       absl::MutexLock lock(&mu_);
-      queue_.push_back({layer, std::move(blocks)});
+      queue_.push_back({layer, first_block, std::move(blocks)});
     }
     Wake();
   }
@@ -135,6 +136,7 @@ class TransferImpl : public OutgoingTransfer {
  private:
   struct Job {
     uint32_t layer;
+    uint32_t first_block;  // of the transfer
     std::vector<const uint8_t*> blocks;
   };
 
@@ -218,7 +220,8 @@ class TransferImpl : public OutgoingTransfer {
         checksum = XXH3_64bits_digest(state);
         XXH3_freeState(state);
       }
-      ChunkMessage chunk{begin_.reservation_id, job.layer, first, count, count * bytes, checksum};
+      ChunkMessage chunk{begin_.reservation_id, job.layer, job.first_block + first, count,
+                         count * bytes,         checksum};
       std::string header = EncodeFrame(chunk);
       std::vector<iovec> iov;
       iov.reserve(count + 1);
@@ -239,7 +242,8 @@ class TransferImpl : public OutgoingTransfer {
     XXH3_state_t* state = XXH3_createState();
     XXH3_64bits_reset(state);
     for (uint32_t b = 0; b < job.blocks.size(); ++b) {
-      uint64_t offset = accept_.block_offsets[b] + job.layer * accept_.layer_stride;
+      uint64_t offset =
+          accept_.block_offsets[job.first_block + b] + job.layer * accept_.layer_stride;
       if (offset < SharedSegment::kHeaderBytes || offset > segment.size() ||
           bytes > segment.size() - offset) {
         XXH3_freeState(state);
@@ -258,7 +262,7 @@ class TransferImpl : public OutgoingTransfer {
     XXH3_freeState(state);
     bytes_sent_ += job.blocks.size() * bytes;
     return internal::WriteFrame(
-        connection_->fd, ChunkMessage{begin_.reservation_id, job.layer, 0,
+        connection_->fd, ChunkMessage{begin_.reservation_id, job.layer, job.first_block,
                                       static_cast<uint32_t>(job.blocks.size()), 0, checksum});
   }
 
@@ -290,10 +294,11 @@ class TransferImpl : public OutgoingTransfer {
         if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) status = CheckIncoming();
       } else {
         status = CheckIncoming();
-        if (status.ok() && job.blocks.size() != begin_.num_blocks) {
-          status = absl::InvalidArgumentError(absl::StrCat("SendLayer got ", job.blocks.size(),
-                                                           " blocks; the transfer has ",
-                                                           begin_.num_blocks));
+        if (status.ok() && (job.blocks.empty() || job.first_block >= begin_.num_blocks ||
+                            job.blocks.size() > begin_.num_blocks - job.first_block)) {
+          status = absl::InvalidArgumentError(
+              absl::StrCat("SendBlocks got blocks ", job.first_block, "+", job.blocks.size(),
+                           "; the transfer has ", begin_.num_blocks));
         }
         if (status.ok() && job.layer >= begin_.num_layers) {
           status = absl::InvalidArgumentError(

@@ -2,8 +2,8 @@
 //
 // A prefill job names the decode worker's KV address, its epoch, a reservation id and the
 // number of blocks to fill. The prefill worker opens a transfer, hands it each layer's blocks as
-// soon as the layer is computed (SendLayer returns at once; a sender thread streams in the
-// background so the transfer overlaps compute), and finishes with the first sampled token.
+// soon as the layer is computed (SendLayer and SendBlocks return at once; a sender thread streams
+// in the background so the transfer overlaps compute), and finishes with the first sampled token.
 // Over TCP each chunk goes out with one sendmsg straight from the prefill worker's own KV blocks;
 // over shared memory (same host, receiver's segment mapped) the sender copies each block straight
 // into the decode worker's reserved block. Connections are authenticated once and reused.
@@ -49,7 +49,14 @@ class OutgoingTransfer {
  public:
   virtual ~OutgoingTransfer() = default;
   // Queues `blocks` (one pointer per block of the transfer, in order) for `layer`.
-  virtual void SendLayer(uint32_t layer, std::vector<const uint8_t*> blocks) = 0;
+  void SendLayer(uint32_t layer, std::vector<const uint8_t*> blocks) {
+    SendBlocks(layer, 0, std::move(blocks));
+  }
+  // Queues transfer blocks [first_block, first_block + blocks.size()) of `layer`: what one prefill
+  // chunk made final, so a long, chunked prefill streams while it computes. Each (layer, block)
+  // of the transfer must be sent exactly once before Finish.
+  virtual void SendBlocks(uint32_t layer, uint32_t first_block,
+                          std::vector<const uint8_t*> blocks) = 0;
   // Waits for every queued layer, sends End and waits for the receiver's Complete.
   virtual absl::Status Finish(int32_t first_token) = 0;
   // Stops sending and tells the receiver; safe to call at any time, also after a failure.

@@ -182,6 +182,52 @@ TEST_P(TransferTest, LayerWiseTransferFillsReservationExactly) {
       << text;
 }
 
+TEST_P(TransferTest, ChunkWiseSendsInAnyPieceOrderFillTheReservation) {
+  // What a chunked prefill does: each chunk pushes the blocks it made final, layer by layer.
+  Done done;
+  uint64_t id = Reserve(0, &done);
+  auto transfer = sender_->Begin("127.0.0.1", receiver_->port(), BeginFor(id));
+  ASSERT_TRUE(transfer.ok()) << transfer.status();
+  const uint32_t pieces[][2] = {{0, 1}, {1, kBlocks - 2}, {kBlocks - 1, 1}};
+  for (const auto& piece : pieces) {
+    for (uint32_t l = 0; l < kLayers; ++l) {
+      std::vector<const uint8_t*> all = source_.Layer(l);
+      (*transfer)->SendBlocks(l, piece[0],
+                              {all.begin() + piece[0], all.begin() + piece[0] + piece[1]});
+    }
+  }
+  ASSERT_TRUE((*transfer)->Finish(7).ok());
+  auto [status, first] = done.Wait();
+  EXPECT_TRUE(status.ok()) << status;
+  ExpectFilled(0);
+}
+
+TEST_P(TransferTest, MissingOrOutOfRangeBlocksFailTheTransfer) {
+  {
+    Done done;
+    uint64_t id = Reserve(0, &done);
+    auto transfer = sender_->Begin("127.0.0.1", receiver_->port(), BeginFor(id));
+    ASSERT_TRUE(transfer.ok()) << transfer.status();
+    for (uint32_t l = 0; l < kLayers; ++l) {
+      std::vector<const uint8_t*> all = source_.Layer(l);
+      (*transfer)->SendBlocks(l, 0, {all.begin(), all.end() - 1});  // the last block never goes
+    }
+    EXPECT_FALSE((*transfer)->Finish(7).ok());
+    EXPECT_EQ(done.Wait().first.code(), absl::StatusCode::kDataLoss);
+  }
+  {
+    Done done;
+    uint64_t id = Reserve(1, &done);
+    auto transfer = sender_->Begin("127.0.0.1", receiver_->port(), BeginFor(id));
+    ASSERT_TRUE(transfer.ok()) << transfer.status();
+    std::vector<const uint8_t*> all = source_.Layer(0);
+    (*transfer)->SendBlocks(0, kBlocks - 1, all);  // past the reservation's end
+    absl::Status finished = (*transfer)->Finish(7);
+    EXPECT_EQ(finished.code(), absl::StatusCode::kInvalidArgument) << finished;
+    EXPECT_FALSE(done.Wait().first.ok());
+  }
+}
+
 TEST_P(TransferTest, WrongTokenIsRefused) {
   KvSender intruder(KvSenderOptions{.token = "guess", .epoch = 5});
   Done done;

@@ -222,7 +222,7 @@ absl::StatusOr<ModelConfig> PresetConfig(std::string_view preset) {
          .head_dim = 16,
          .rms_norm_eps = 1e-5,
          .rope_theta = 10000.0,
-         .max_position_embeddings = 2048};
+         .max_position_embeddings = 8192};
   } else if (preset == "small") {
     c = {.architecture = Architecture::kLlama,
          .vocab_size = 8192,

@@ -4,21 +4,35 @@
 
 namespace tandem::worker {
 
-LayerPushTracker::LayerPushTracker(int num_layers, int64_t prompt_tokens)
-    : prompt_tokens_(prompt_tokens), end_(num_layers, -1) {}
+LayerPushTracker::LayerPushTracker(int num_layers, int64_t prompt_tokens, int64_t block_size,
+                                   int64_t first_block, int64_t num_blocks)
+    : prompt_tokens_(prompt_tokens),
+      block_size_(std::max<int64_t>(1, block_size)),
+      first_block_(first_block),
+      num_blocks_(num_blocks),
+      end_(num_layers, -1),
+      pushed_(num_layers, 0) {}
 
-LayerPushTracker::Result LayerPushTracker::OnLayer(int layer, int64_t start, int64_t count) {
-  if (layer < 0 || layer >= static_cast<int>(end_.size()) || count <= 0) return Result::kPending;
+LayerPushTracker::Step LayerPushTracker::OnLayer(int layer, int64_t start, int64_t count) {
+  if (layer < 0 || layer >= static_cast<int>(end_.size()) || count <= 0) return {};
   int64_t& end = end_[layer];
-  if (end >= 0 && start < end) return Result::kRestarted;
-  if (end >= prompt_tokens_) return Result::kPending;  // generation past the prompt
+  if (end >= 0 && start < end) return {.result = Result::kRestarted};
+  if (end >= prompt_tokens_) return {};  // generation past the prompt
   if (layer == 0) computed_ += std::min(start + count, prompt_tokens_) - start;
   end = start + count;
-  if (end >= prompt_tokens_) {
-    ++complete_;
-    return Result::kComplete;
+  const bool layer_done = end >= prompt_tokens_;
+  // Blocks of the sequence whose every position is final for this layer.
+  const int64_t final_blocks =
+      layer_done ? (prompt_tokens_ + block_size_ - 1) / block_size_ : end / block_size_;
+  const int64_t ready = std::clamp<int64_t>(final_blocks - first_block_, 0, num_blocks_);
+  Step step;
+  int64_t& pushed = pushed_[layer];
+  if (ready > pushed) {
+    step = {.result = Result::kPush, .first = pushed, .count = ready - pushed};
+    pushed = ready;
   }
-  return Result::kPending;
+  if (layer_done && pushed == num_blocks_) ++complete_;
+  return step;
 }
 
 RemoteStep DecideRemoteStep(const RemotePrefillState& s) {

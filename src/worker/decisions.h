@@ -22,26 +22,44 @@
 
 namespace tandem::worker {
 
-// Tracks, per layer, how far the prompt's KV is final on the prefill side. The engine reports
-// each computed chunk of each layer in order (positions before the first report come from the
-// prefix cache and are final already); a layer is complete when its KV reaches the prompt's end.
+// Tracks, per layer, how far the prompt's KV is final on the prefill side, and which blocks of the
+// transfer window can be pushed after each computed chunk. The engine reports each computed chunk
+// of each layer in order (positions before the first report come from the prefix cache and are
+// final already). A block is final for a layer once the layer's KV covers all its positions (the
+// prompt's last, partial block once the layer reaches the prompt's end), so every chunk of a long,
+// chunked prefill pushes its full blocks layer by layer while the next layers and chunks compute;
+// each (layer, block) is pushed exactly once.
 class LayerPushTracker {
  public:
-  LayerPushTracker(int num_layers, int64_t prompt_tokens);
+  // The transfer window is blocks [first_block, first_block + num_blocks) of the sequence, whose
+  // blocks hold `block_size` tokens each.
+  LayerPushTracker(int num_layers, int64_t prompt_tokens, int64_t block_size, int64_t first_block,
+                   int64_t num_blocks);
 
   enum class Result {
-    kPending,   // this layer still has positions to compute
-    kComplete,  // this layer just became complete: push it now
+    kNothing,   // no block of the window became final for this layer
+    kPush,      // push window blocks [first, first + count) of this layer now
     kRestarted  // positions were reported again (the sequence was recomputed): stop the push
   };
-  Result OnLayer(int layer, int64_t start, int64_t count);
+  struct Step {
+    Result result = Result::kNothing;
+    int64_t first = 0;  // window-relative
+    int64_t count = 0;
+    friend bool operator==(const Step&, const Step&) = default;
+  };
+  Step OnLayer(int layer, int64_t start, int64_t count);
+  // Every layer reached the prompt's end and every block of the window was pushed.
   bool AllComplete() const { return complete_ == static_cast<int>(end_.size()); }
   // Tokens computed (not from the prefix cache), from the first report of layer 0.
   int64_t computed_tokens() const { return computed_; }
 
  private:
   int64_t prompt_tokens_;
-  std::vector<int64_t> end_;  // per layer: positions [.., end) are final; -1 before any report
+  int64_t block_size_;
+  int64_t first_block_;
+  int64_t num_blocks_;
+  std::vector<int64_t> end_;     // per layer: positions [.., end) are final; -1 before any report
+  std::vector<int64_t> pushed_;  // per layer: window blocks [0, pushed) were pushed
   int complete_ = 0;
   int64_t computed_ = 0;
 };

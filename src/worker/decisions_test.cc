@@ -1,37 +1,62 @@
 #include "worker/decisions.h"
 
+#include <ostream>
+
 #include "gtest/gtest.h"
 
 namespace tandem::worker {
+
+void PrintTo(const LayerPushTracker::Step& s, std::ostream* os) {
+  *os << "{result " << static_cast<int>(s.result) << ", first " << s.first << ", count " << s.count
+      << "}";
+}
+
 namespace {
 
 using Result = LayerPushTracker::Result;
 
-TEST(LayerPushTrackerTest, ALayerIsCompleteWhenItsLastChunkReachesThePromptEnd) {
-  LayerPushTracker tracker(2, 40);
-  // Positions 0..15 came from the prefix cache; two chunks compute 16..31 and 32..39.
-  EXPECT_EQ(tracker.OnLayer(0, 16, 16), Result::kPending);
-  EXPECT_EQ(tracker.OnLayer(1, 16, 16), Result::kPending);
-  EXPECT_EQ(tracker.OnLayer(0, 32, 8), Result::kComplete);
+LayerPushTracker::Step Push(int64_t first, int64_t count) {
+  return {.result = Result::kPush, .first = first, .count = count};
+}
+
+TEST(LayerPushTrackerTest, EachChunkPushesTheBlocksItMadeFinalLayerByLayer) {
+  // 40 tokens in blocks of 8 (5 blocks, the last one full); the decode worker caches block 0, so
+  // the window is blocks 1..4. Positions 0..15 came from the prefill worker's prefix cache; two
+  // chunks compute 16..29 and 30..39.
+  LayerPushTracker tracker(2, 40, 8, 1, 4);
+  EXPECT_EQ(tracker.OnLayer(0, 16, 14), Push(0, 2));  // blocks 1, 2 (cached 1 + computed 2)
+  EXPECT_EQ(tracker.OnLayer(1, 16, 14), Push(0, 2));
   EXPECT_FALSE(tracker.AllComplete());
-  EXPECT_EQ(tracker.OnLayer(1, 32, 8), Result::kComplete);
+  EXPECT_EQ(tracker.OnLayer(0, 30, 10), Push(2, 2));  // block 3 (half from each chunk) and 4
+  EXPECT_FALSE(tracker.AllComplete());
+  EXPECT_EQ(tracker.OnLayer(1, 30, 10), Push(2, 2));
   EXPECT_TRUE(tracker.AllComplete());
   EXPECT_EQ(tracker.computed_tokens(), 24);
 }
 
+TEST(LayerPushTrackerTest, ThePartialLastBlockGoesWhenTheLayerReachesThePromptEnd) {
+  LayerPushTracker tracker(1, 20, 8, 0, 3);
+  EXPECT_EQ(tracker.OnLayer(0, 0, 6), LayerPushTracker::Step{});  // no block final yet
+  EXPECT_EQ(tracker.OnLayer(0, 6, 12), Push(0, 2));               // 18 tokens: blocks 0, 1
+  EXPECT_FALSE(tracker.AllComplete());
+  EXPECT_EQ(tracker.OnLayer(0, 18, 2), Push(2, 1));  // the prompt's end: block 2 (4 tokens)
+  EXPECT_TRUE(tracker.AllComplete());
+}
+
 TEST(LayerPushTrackerTest, RecomputedPositionsStopThePush) {
-  LayerPushTracker tracker(1, 40);
-  EXPECT_EQ(tracker.OnLayer(0, 0, 16), Result::kPending);
-  EXPECT_EQ(tracker.OnLayer(0, 0, 16), Result::kRestarted);
+  LayerPushTracker tracker(1, 40, 16, 0, 3);
+  EXPECT_EQ(tracker.OnLayer(0, 0, 16), Push(0, 1));
+  EXPECT_EQ(tracker.OnLayer(0, 0, 16).result, Result::kRestarted);
 }
 
 TEST(LayerPushTrackerTest, OutOfRangeLayersAndEmptyChunksAreIgnored) {
-  LayerPushTracker tracker(1, 4);
-  EXPECT_EQ(tracker.OnLayer(3, 0, 4), Result::kPending);
-  EXPECT_EQ(tracker.OnLayer(-1, 0, 4), Result::kPending);
-  EXPECT_EQ(tracker.OnLayer(0, 0, 0), Result::kPending);
-  EXPECT_EQ(tracker.OnLayer(0, 0, 4), Result::kComplete);
-  EXPECT_EQ(tracker.OnLayer(0, 4, 1), Result::kPending);  // a decode step after the prompt
+  LayerPushTracker tracker(1, 4, 16, 0, 1);
+  EXPECT_EQ(tracker.OnLayer(3, 0, 4).result, Result::kNothing);
+  EXPECT_EQ(tracker.OnLayer(-1, 0, 4).result, Result::kNothing);
+  EXPECT_EQ(tracker.OnLayer(0, 0, 0).result, Result::kNothing);
+  EXPECT_EQ(tracker.OnLayer(0, 0, 4), Push(0, 1));
+  EXPECT_TRUE(tracker.AllComplete());
+  EXPECT_EQ(tracker.OnLayer(0, 4, 1).result, Result::kNothing);  // a decode step after the prompt
 }
 
 TEST(DecideRemoteStepTest, JoinsOnlyWhenTheBlocksArrivedAndTheCallAnswered) {

@@ -1189,7 +1189,8 @@ void Worker::Impl::RunPrefillJob(const std::shared_ptr<PrefillJob>& job) {
   }
   job->transfer = std::move(*transfer);
   job->tracker =
-      std::make_unique<LayerPushTracker>(layout_.num_layers, static_cast<int64_t>(p.prompt.size()));
+      std::make_unique<LayerPushTracker>(layout_.num_layers, static_cast<int64_t>(p.prompt.size()),
+                                         layout_.block_size, p.kv.first_block, p.kv.num_blocks);
   const int64_t uncached = EstimateUncached(p.prompt);
   std::string cancelled;
   {
@@ -1263,8 +1264,9 @@ void Worker::Impl::OnPrefillLayer(const std::shared_ptr<PrefillJob>& job,
                                   const engine::LayerKvEvent& e) {
   if (job->restarted) return;
   if (job->first_layer_micros == 0) job->first_layer_micros = env_.NowMicros();
-  switch (job->tracker->OnLayer(e.layer, e.start, e.count)) {
-    case LayerPushTracker::Result::kPending:
+  const LayerPushTracker::Step step = job->tracker->OnLayer(e.layer, e.start, e.count);
+  switch (step.result) {
+    case LayerPushTracker::Result::kNothing:
       return;
     case LayerPushTracker::Result::kRestarted:
       // The engine recomputes the sequence (preempted): blocks already pushed may have been
@@ -1272,21 +1274,22 @@ void Worker::Impl::OnPrefillLayer(const std::shared_ptr<PrefillJob>& job,
       job->restarted = true;
       engine_->Cancel(e.request_id);
       return;
-    case LayerPushTracker::Result::kComplete:
+    case LayerPushTracker::Result::kPush:
       break;
   }
-  const int64_t first = job->params.kv.first_block, count = job->params.kv.num_blocks;
-  if (static_cast<int64_t>(e.blocks.size()) < first + count) {
+  const int64_t first = job->params.kv.first_block + step.first;
+  if (static_cast<int64_t>(e.blocks.size()) < first + step.count) {
     job->restarted = true;
     engine_->Cancel(e.request_id);
     return;
   }
   std::vector<const uint8_t*> blocks;
-  blocks.reserve(count);
-  for (int64_t i = 0; i < count; ++i) {
+  blocks.reserve(step.count);
+  for (int64_t i = 0; i < step.count; ++i) {
     blocks.push_back(engine_->kv_pool().LayerSpan(e.blocks[first + i], e.layer).data());
   }
-  job->transfer->SendLayer(static_cast<uint32_t>(e.layer), std::move(blocks));
+  job->transfer->SendBlocks(static_cast<uint32_t>(e.layer), static_cast<uint32_t>(step.first),
+                            std::move(blocks));
 }
 
 void Worker::Impl::CompletePrefillJob(const std::shared_ptr<PrefillJob>& job,

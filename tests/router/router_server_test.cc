@@ -81,7 +81,7 @@ TEST(RouterApiTest, BadInputTableAnswersOpenAiErrorsAndKeepsServing) {
   RouterHarness harness(options);
   harness.AddWorker({.role = "both"});
   ASSERT_TRUE(harness.WaitForReadyWorkers(1));
-  const std::vector<int32_t> long_prompt(2000, TinyTextTokens()[0]);
+  const std::vector<int32_t> long_prompt(8150, TinyTextTokens()[0]);
   const std::vector<BadInput> cases = {
       {"not json", "/v1/completions", "{\"model\": ", 400, nullptr},
       {"not an object", "/v1/completions", "[1, 2]", 400, nullptr},
