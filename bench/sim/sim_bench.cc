@@ -1,8 +1,12 @@
 // Simulator speed on 1,000-GPU clusters serving the chat workload (~1k prompt tokens, ~130
 // output tokens, Poisson arrivals near the cluster's capacity): simulated requests per wall
-// second, events per wall second, and the ratio to the routing policy alone (DecideRoute over
-// the same number of instances, timed in the same run), which bounds what any simulator that
-// routes every request through the real policy can reach.
+// second and events per wall second, against the routing policy alone over the same number of
+// instances, timed in the same run three ways: the plain scan over WorkerStates the policy was
+// before WorkerTable (router/routing_policy_reference.h), DecideRoute over a span (what the live
+// router calls) and DecideRoute over a WorkerTable (what the simulator calls). The last bounds
+// what a simulator that routes every request through the real policy can reach. "output" is a
+// fingerprint of the simulation's results: the same seed gives the same one, before and after
+// a change that must not alter decisions.
 //
 // Usage: sim_bench [--quick]
 #include <chrono>
@@ -13,6 +17,7 @@
 #include <vector>
 
 #include "router/routing_policy.h"
+#include "router/routing_policy_reference.h"
 #include "sim/perf_model.h"
 #include "sim/simulator.h"
 
@@ -33,8 +38,7 @@ double Seconds(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// DecideRoute alone, over `workers` idle-ish workers, per second.
-double RoutingCallsPerSecond(int prefill, int decode, int aggregated, int calls) {
+std::vector<router::WorkerState> BenchWorkers(int prefill, int decode, int aggregated) {
   std::vector<router::WorkerState> workers;
   for (int i = 0; i < prefill + decode + aggregated; ++i) {
     router::WorkerState w;
@@ -49,6 +53,16 @@ double RoutingCallsPerSecond(int prefill, int decode, int aggregated, int calls)
     w.prefill_queue_tokens = (i % 3) * 1000;
     workers.push_back(w);
   }
+  return workers;
+}
+
+enum class RouteForm { kPlainScan, kSpan, kTable };
+
+// The routing policy alone, over idle-ish workers, in decisions per second.
+double RoutingCallsPerSecond(RouteForm form, int prefill, int decode, int aggregated, int calls) {
+  const std::vector<router::WorkerState> workers = BenchWorkers(prefill, decode, aggregated);
+  router::WorkerTable table;
+  for (const router::WorkerState& w : workers) table.Add(w);
   router::RoutingConfig config;
   config.local_prefill_max_uncached_tokens = 512;
   router::LinearPrefillLatencyModel latency(0.002, 3e-5);
@@ -57,12 +71,43 @@ double RoutingCallsPerSecond(int prefill, int decode, int aggregated, int calls)
   auto start = std::chrono::steady_clock::now();
   int64_t sink = 0;
   for (int i = 0; i < calls; ++i) {
-    auto decision = router::DecideRoute({1000 + i % 500, 130}, workers, config, rng);
+    const router::RouteRequest request{1000 + i % 500, 130};
+    absl::StatusOr<router::RoutingDecision> decision =
+        form == RouteForm::kPlainScan
+            ? router::reference::DecideRoute(request, workers, config, rng)
+        : form == RouteForm::kSpan ? router::DecideRoute(request, workers, config, rng)
+                                   : router::DecideRoute(request, table, {}, config, rng);
     if (decision.ok()) sink += decision->decode_worker;
   }
   double elapsed = Seconds(start);
   if (sink == 42) std::puts("");
   return calls / elapsed;
+}
+
+// FNV-1a over the results a change to the simulator's speed must leave alone.
+uint32_t Fingerprint(const SimResult& r) {
+  const double values[] = {static_cast<double>(r.requests),
+                           static_cast<double>(r.completed),
+                           static_cast<double>(r.rejected),
+                           static_cast<double>(r.disaggregated),
+                           static_cast<double>(r.local_prefill),
+                           static_cast<double>(r.slo_met),
+                           static_cast<double>(r.prefix_hit_tokens),
+                           static_cast<double>(r.output_tokens),
+                           static_cast<double>(r.events),
+                           r.end_s,
+                           r.transfer_bytes,
+                           r.ttft.sum(),
+                           r.tpot.sum(),
+                           r.e2e.sum(),
+                           r.itl.sum()};
+  uint32_t hash = 2166136261u;
+  for (double value : values) {
+    unsigned char bytes[sizeof value];
+    std::memcpy(bytes, &value, sizeof value);
+    for (unsigned char byte : bytes) hash = (hash ^ byte) * 16777619u;
+  }
+  return hash;
 }
 
 int Main(int argc, char** argv) {
@@ -74,8 +119,9 @@ int Main(int argc, char** argv) {
       {"llama-3-70b TP4, 100 prefill + 150 decode", "llama-3-70b", 4, 100, 150, 0, 900},
       {"llama-3-70b TP8, 50 prefill + 75 decode", "llama-3-70b", 8, 50, 75, 0, 700},
   };
-  std::printf("%-44s %10s %12s %12s %10s %14s %8s\n", "1,000 GPUs, chat workload", "requests",
-              "req/wall-s", "events/s", "slo met", "route calls/s", "ratio");
+  std::printf("%-44s %8s %11s %10s %8s %11s %11s %11s %6s %6s %9s\n", "1,000 GPUs, chat workload",
+              "requests", "req/wall-s", "events/s", "slo met", "scan/s", "span/s", "table/s",
+              "table", "ratio", "output");
   for (const Case& c : cases) {
     SimConfig config;
     config.cluster = {.nodes = 125, .gpus_per_node = 8, .nodes_per_domain = 4};
@@ -103,17 +149,24 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "%s: %s\n", c.name, std::string(result.status().message()).c_str());
       return 1;
     }
-    double per_second = result->requests / result->wall_seconds;
-    double routing =
-        RoutingCallsPerSecond(c.prefill, c.decode, c.aggregated, quick ? 20000 : 100000);
-    std::printf("%-44s %10llu %12.0f %12.0f %9.1f%% %14.0f %8.2f\n", c.name,
-                static_cast<unsigned long long>(result->requests), per_second,
-                result->events / result->wall_seconds, 100 * result->SloAttainment(), routing,
-                per_second / routing);
+    const double per_second = result->requests / result->wall_seconds;
+    const int calls = quick ? 20000 : 100000;
+    const double scan =
+        RoutingCallsPerSecond(RouteForm::kPlainScan, c.prefill, c.decode, c.aggregated, calls);
+    const double span =
+        RoutingCallsPerSecond(RouteForm::kSpan, c.prefill, c.decode, c.aggregated, calls);
+    const double table =
+        RoutingCallsPerSecond(RouteForm::kTable, c.prefill, c.decode, c.aggregated, calls);
+    std::printf("%-44s %8llu %11.0f %10.0f %7.1f%% %11.0f %11.0f %11.0f %6.2f %6.2f  %08x\n",
+                c.name, static_cast<unsigned long long>(result->requests), per_second,
+                result->events / result->wall_seconds, 100 * result->SloAttainment(), scan, span,
+                table, table / scan, per_second / table, Fingerprint(*result));
   }
   std::puts(
-      "ratio = simulated requests per second / routing decisions per second alone (the "
-      "policy's own cost bounds it at 1).");
+      "scan/s, span/s, table/s: routing decisions per second alone, by the plain scan (the policy "
+      "before WorkerTable), over a span (the live router) and over a WorkerTable (the "
+      "simulator); table = table/s / scan/s; ratio = req/wall-s / table/s (the policy's own cost "
+      "bounds it at 1).");
   return 0;
 }
 

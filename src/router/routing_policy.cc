@@ -4,7 +4,6 @@
 #include <cmath>
 #include <limits>
 
-#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -26,44 +25,145 @@ bool ServesDecode(WorkerRole role) {
 
 bool Eligible(const WorkerState& worker) { return worker.ready && !worker.draining; }
 
-struct Scored {
-  const WorkerState* worker;
-  double cost;
-};
-using ScoredList = absl::InlinedVector<Scored, 64>;
+constexpr double kInfinity = std::numeric_limits<double>::infinity();
 
 // Argmin with ties broken uniformly, or with temperature > 0 a softmax sample over min-max
-// normalised costs (so the temperature means the same whatever the cost scale).
-size_t Choose(const ScoredList& scored, double temperature, std::mt19937_64& rng, bool* sampled) {
-  double lowest = std::numeric_limits<double>::infinity();
-  double highest = -lowest;
-  for (const Scored& s : scored) {
-    lowest = std::min(lowest, s.cost);
-    highest = std::max(highest, s.cost);
-  }
+// normalised costs (so the temperature means the same whatever the cost scale), among the rows
+// marked in `candidate` (`count` of them, at least one), in row order. `ties` is scratch space.
+uint32_t Choose(std::span<const double> cost, std::span<const uint8_t> candidate, int32_t count,
+                double temperature, std::mt19937_64& rng, std::vector<uint32_t>& ties,
+                bool* sampled) {
+  const uint32_t rows = static_cast<uint32_t>(cost.size());
+  double lowest = kInfinity;
+  for (uint32_t r = 0; r < rows; ++r) lowest = std::min(lowest, candidate[r] ? cost[r] : kInfinity);
   *sampled = false;
-  if (temperature > 0 && scored.size() > 1) {
+  if (temperature > 0 && count > 1) {
     *sampled = true;
-    if (highest <= lowest) return UniformIndex(rng, scored.size());
-    absl::InlinedVector<double, 64> weights;
+    double highest = -kInfinity;
+    for (uint32_t r = 0; r < rows; ++r) {
+      if (candidate[r]) highest = std::max(highest, cost[r]);
+    }
+    auto nth_candidate = [&](size_t n) {
+      uint32_t r = 0;
+      for (;; ++r) {
+        if (candidate[r] && n-- == 0) return r;
+      }
+    };
+    if (highest <= lowest) return nth_candidate(UniformIndex(rng, static_cast<size_t>(count)));
+    auto weight = [&](uint32_t r) {
+      const double normalised = (cost[r] - lowest) / (highest - lowest);
+      return std::exp(-normalised / temperature);
+    };
     double total = 0;
-    for (const Scored& s : scored) {
-      const double normalised = (s.cost - lowest) / (highest - lowest);
-      weights.push_back(std::exp(-normalised / temperature));
-      total += weights.back();
+    for (uint32_t r = 0; r < rows; ++r) {
+      if (candidate[r]) total += weight(r);
     }
     double target = UniformUnit(rng) * total;
-    for (size_t i = 0; i < weights.size(); ++i) {
-      target -= weights[i];
-      if (target < 0) return i;
+    uint32_t last = 0;
+    for (uint32_t r = 0; r < rows; ++r) {
+      if (!candidate[r]) continue;
+      target -= weight(r);
+      if (target < 0) return r;
+      last = r;
     }
-    return weights.size() - 1;
+    return last;
   }
-  absl::InlinedVector<size_t, 64> ties;
-  for (size_t i = 0; i < scored.size(); ++i) {
-    if (scored[i].cost == lowest) ties.push_back(i);
+  ties.clear();
+  for (uint32_t r = 0; r < rows; ++r) {
+    if (candidate[r] && cost[r] == lowest) ties.push_back(r);
   }
   return ties[UniformIndex(rng, ties.size())];
+}
+
+struct DecodeScore {
+  bool fits;  // the worker has room for what the request adds
+  double cost;
+};
+
+// The decode cost of a worker caching `overlap` (clamped) blocks of the prompt.
+DecodeScore ScoreDecode(int64_t active_blocks, int64_t capacity_blocks, int64_t overlap,
+                        int64_t prompt_blocks, int64_t request_blocks, double overlap_weight) {
+  // Cached blocks are shared, not allocated again: the request adds only the rest.
+  const int64_t new_blocks = request_blocks - overlap;
+  return {capacity_blocks <= 0 || active_blocks + new_blocks <= capacity_blocks,
+          overlap_weight * static_cast<double>(prompt_blocks - overlap) +
+              static_cast<double>(active_blocks + new_blocks)};
+}
+
+// Prefill costs for one request and one decode worker: compute + queue + transfer. The terms
+// that repeat across prefill workers (compute without a cached prefix, the transfer by distance,
+// an empty or equal queue) are computed once; the latency model is a pure function, so the
+// costs are those of computing every term for every worker.
+class PrefillScorer {
+ public:
+  PrefillScorer(const RouteRequest& request, const RoutingConfig& config, double transfer_bytes,
+                double transfer_blocks)
+      : request_(request), config_(config) {
+    for (LinkDistance distance : {LinkDistance::kSameWorker, LinkDistance::kSameHost,
+                                  LinkDistance::kSameRack, LinkDistance::kCrossRack}) {
+      double transfer;
+      if (config.latency_model != nullptr) {
+        transfer = config.links.TransferSeconds(distance, transfer_bytes);
+      } else {
+        transfer = distance == LinkDistance::kSameWorker
+                       ? 0
+                       : config.transfer_weight * config.links.SlowdownVsSameHost(distance) *
+                             transfer_blocks;
+      }
+      transfer_[static_cast<int>(distance)] = transfer;
+    }
+    no_overlap_compute_ = Compute(0);
+  }
+
+  // `overlap` is clamped to the prompt's blocks.
+  double Cost(int64_t overlap, int64_t queue_tokens, LinkDistance distance) {
+    const double compute = overlap == 0 ? no_overlap_compute_ : Compute(overlap);
+    return compute + Queue(queue_tokens) + transfer_[static_cast<int>(distance)];
+  }
+
+ private:
+  double Seconds(int64_t new_tokens, int64_t cached_tokens) const {
+    return config_.latency_model->PrefillSeconds(new_tokens, cached_tokens);
+  }
+  double Compute(int64_t overlap) const {
+    const int64_t cached_tokens = std::min(request_.prompt_tokens, overlap * config_.block_size);
+    const int64_t uncached = request_.prompt_tokens - cached_tokens;
+    return config_.latency_model != nullptr
+               ? Seconds(uncached, cached_tokens)
+               : static_cast<double>(CeilDiv(uncached, config_.block_size));
+  }
+  double Queue(int64_t queue_tokens) {
+    const int64_t queued = std::max<int64_t>(queue_tokens, 0);
+    if (queued != last_queued_) {
+      last_queued_ = queued;
+      last_queue_cost_ = config_.prefill_queue_weight *
+                         (config_.latency_model != nullptr
+                              ? Seconds(queued, 0)
+                              : static_cast<double>(CeilDiv(queued, config_.block_size)));
+    }
+    return last_queue_cost_;
+  }
+
+  const RouteRequest& request_;
+  const RoutingConfig& config_;
+  double transfer_[4] = {};
+  double no_overlap_compute_ = 0;
+  int64_t last_queued_ = -1;
+  double last_queue_cost_ = 0;
+};
+
+LinkDistance DistanceBetween(WorkerId a_id, const Location& a, WorkerId b_id, const Location& b) {
+  return a_id == b_id ? LinkDistance::kSameWorker : Distance(a, b);
+}
+
+// The blocks `overlaps` gives the worker at `position` (its last entry), clamped to the prompt.
+int64_t OverlapOf(std::span<const WorkerOverlap> overlaps, uint32_t position,
+                  int64_t prompt_blocks) {
+  int32_t blocks = 0;
+  for (const WorkerOverlap& overlap : overlaps) {
+    if (overlap.worker == position) blocks = overlap.blocks;
+  }
+  return std::clamp<int64_t>(blocks, 0, prompt_blocks);
 }
 
 }  // namespace
@@ -146,52 +246,182 @@ int64_t ForecastDecodeBlocks(const RouteRequest& request, const RoutingConfig& c
   return CeilDiv(std::max<int64_t>(request.prompt_tokens, 0) + output, config.block_size);
 }
 
+uint32_t WorkerTable::Add(const WorkerState& worker) {
+  const uint32_t position = size();
+  workers_.push_back(worker);
+  workers_.back().overlap_blocks = 0;
+  row_.push_back(0);
+  AppendRow(position);
+  return position;
+}
+
+void WorkerTable::Assign(std::span<const WorkerState> workers) {
+  workers_.assign(workers.begin(), workers.end());
+  row_.resize(workers.size());
+  size_t decode_rows = 0;
+  for (const WorkerState& worker : workers) decode_rows += ServesDecode(worker.role);
+  ResizeColumns(decode_rows, workers.size() - decode_rows);
+  uint32_t decode_row = 0, prefill_row = 0;
+  for (uint32_t position = 0; position < size(); ++position) {
+    WorkerState& worker = workers_[position];
+    worker.overlap_blocks = 0;
+    if (ServesDecode(worker.role)) {
+      row_[position] = decode_row;
+      decode_.position[decode_row++] = position;
+    } else {
+      row_[position] = prefill_row;
+      prefill_.position[prefill_row++] = position;
+    }
+    SetRow(position);
+  }
+}
+
+void WorkerTable::ResizeColumns(size_t decode_rows, size_t prefill_rows) {
+  decode_.position.resize(decode_rows);
+  decode_.eligible.resize(decode_rows);
+  decode_.active_blocks.resize(decode_rows);
+  decode_.capacity_blocks.resize(decode_rows);
+  prefill_.position.resize(prefill_rows);
+  prefill_.eligible.resize(prefill_rows);
+  prefill_.queue_requests.resize(prefill_rows);
+  prefill_.queue_tokens.resize(prefill_rows);
+  prefill_.id.resize(prefill_rows);
+  prefill_.location.resize(prefill_rows);
+}
+
+void WorkerTable::Set(uint32_t position, const WorkerState& worker) {
+  const bool moved = ServesDecode(workers_[position].role) != ServesDecode(worker.role);
+  workers_[position] = worker;
+  workers_[position].overlap_blocks = 0;
+  if (moved) {
+    Rebuild();
+  } else {
+    SetRow(position);
+  }
+}
+
+void WorkerTable::AppendRow(uint32_t position) {
+  const size_t decode_rows = decode_.position.size();
+  const size_t prefill_rows = prefill_.position.size();
+  if (ServesDecode(workers_[position].role)) {
+    ResizeColumns(decode_rows + 1, prefill_rows);
+    row_[position] = static_cast<uint32_t>(decode_rows);
+    decode_.position[decode_rows] = position;
+  } else {
+    ResizeColumns(decode_rows, prefill_rows + 1);
+    row_[position] = static_cast<uint32_t>(prefill_rows);
+    prefill_.position[prefill_rows] = position;
+  }
+  SetRow(position);
+}
+
+void WorkerTable::SetRow(uint32_t position) {
+  const WorkerState& worker = workers_[position];
+  const uint32_t row = row_[position];
+  if (ServesDecode(worker.role)) {
+    decode_.eligible[row] = Eligible(worker);
+    decode_.active_blocks[row] = worker.active_decode_blocks;
+    decode_.capacity_blocks[row] = worker.capacity_blocks;
+  } else {
+    // Only role prefill reaches here; kDecode and kBoth serve decode.
+    prefill_.eligible[row] = Eligible(worker);
+    prefill_.queue_requests[row] = worker.prefill_queue_requests;
+    prefill_.queue_tokens[row] = worker.prefill_queue_tokens;
+    prefill_.id[row] = worker.id;
+    prefill_.location[row] = worker.location;
+  }
+}
+
+void WorkerTable::Rebuild() {
+  const std::vector<WorkerState> workers = std::move(workers_);
+  Assign(workers);
+}
+
 absl::StatusOr<RoutingDecision> DecideRoute(const RouteRequest& request,
                                             std::span<const WorkerState> workers,
+                                            const RoutingConfig& config, std::mt19937_64& rng) {
+  // Reused by each thread, so that a decision allocates nothing once warm.
+  thread_local WorkerTable table;
+  thread_local std::vector<WorkerOverlap> overlaps;
+  table.Assign(workers);
+  overlaps.clear();
+  for (uint32_t position = 0; position < workers.size(); ++position) {
+    const int32_t blocks = workers[position].overlap_blocks;
+    if (blocks != 0) overlaps.push_back({position, blocks});
+  }
+  return DecideRoute(request, table, overlaps, config, rng);
+}
+
+absl::StatusOr<RoutingDecision> DecideRoute(const RouteRequest& request, WorkerTable& table,
+                                            std::span<const WorkerOverlap> overlaps,
                                             const RoutingConfig& config, std::mt19937_64& rng) {
   if (request.prompt_tokens < 0 || request.max_tokens < 0) {
     return absl::InvalidArgumentError(absl::StrCat("route request: prompt_tokens ",
                                                    request.prompt_tokens, " and max_tokens ",
                                                    request.max_tokens, " must both be >= 0"));
   }
+  for (const WorkerOverlap& overlap : overlaps) {
+    if (overlap.worker >= table.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("route request: overlap for worker position ",
+                                                     overlap.worker, " of a table of ",
+                                                     table.size(), " workers"));
+    }
+  }
   const int64_t block_size = config.block_size;
   const int64_t prompt_blocks = CeilDiv(request.prompt_tokens, block_size);
   const int64_t request_blocks = ForecastDecodeBlocks(request, config);
+  const std::span<const WorkerState> workers = table.workers_;
+  // Scratch by row, for the decode choice and then the prefill choice.
+  table.cost_.resize(workers.size());
+  table.candidate_.resize(workers.size());
+  double* const cost = table.cost_.data();
+  uint8_t* const candidate = table.candidate_.data();
 
-  // 1. Decode worker.
-  ScoredList decode;
+  // 1. Decode worker: every row as if it cached nothing, then the few that cache a prefix.
+  const WorkerTable::DecodeColumns& decode = table.decode_;
+  const uint32_t decode_rows = static_cast<uint32_t>(decode.position.size());
   int32_t ready_decode = 0;
-  for (const WorkerState& worker : workers) {
-    if (!ServesDecode(worker.role) || !Eligible(worker)) continue;
-    ++ready_decode;
-    const int64_t overlap = std::clamp<int64_t>(worker.overlap_blocks, 0, prompt_blocks);
-    // Cached blocks are shared, not allocated again: the request adds only the rest.
-    const int64_t new_blocks = request_blocks - overlap;
-    if (worker.capacity_blocks > 0 &&
-        worker.active_decode_blocks + new_blocks > worker.capacity_blocks) {
-      continue;
-    }
-    const double cost = config.overlap_weight * static_cast<double>(prompt_blocks - overlap) +
-                        static_cast<double>(worker.active_decode_blocks + new_blocks);
-    decode.push_back({&worker, cost});
+  int32_t fitting = 0;
+  for (uint32_t r = 0; r < decode_rows; ++r) {
+    const DecodeScore score =
+        ScoreDecode(decode.active_blocks[r], decode.capacity_blocks[r], /*overlap=*/0,
+                    prompt_blocks, request_blocks, config.overlap_weight);
+    const bool fits = decode.eligible[r] && score.fits;
+    ready_decode += decode.eligible[r];
+    fitting += fits;
+    candidate[r] = fits;
+    cost[r] = score.cost;
+  }
+  for (const WorkerOverlap& overlap : overlaps) {
+    if (!ServesDecode(workers[overlap.worker].role)) continue;
+    const uint32_t r = table.row_[overlap.worker];
+    if (!decode.eligible[r]) continue;
+    const DecodeScore score = ScoreDecode(decode.active_blocks[r], decode.capacity_blocks[r],
+                                          std::clamp<int64_t>(overlap.blocks, 0, prompt_blocks),
+                                          prompt_blocks, request_blocks, config.overlap_weight);
+    fitting += static_cast<int32_t>(score.fits) - static_cast<int32_t>(candidate[r]);
+    candidate[r] = score.fits;
+    cost[r] = score.cost;
   }
   if (ready_decode == 0) {
     return absl::UnavailableError(absl::StrCat("no decode worker is ready and not draining (",
                                                workers.size(), " workers known)"));
   }
-  if (decode.empty()) {
+  if (fitting == 0) {
     return absl::ResourceExhaustedError(absl::StrCat("all ", ready_decode,
                                                      " ready decode workers lack room for ",
                                                      request_blocks, " more KV blocks"));
   }
   RoutingDecision decision;
-  decision.eligible_decode_workers = static_cast<int32_t>(decode.size());
-  const Scored& chosen = decode[Choose(decode, config.temperature, rng, &decision.sampled)];
-  const WorkerState& decode_worker = *chosen.worker;
+  decision.eligible_decode_workers = fitting;
+  const uint32_t decode_row = Choose({cost, decode_rows}, {candidate, decode_rows}, fitting,
+                                     config.temperature, rng, table.ties_, &decision.sampled);
+  const uint32_t decode_position = decode.position[decode_row];
+  const WorkerState& decode_worker = workers[decode_position];
   decision.decode_worker = decode_worker.id;
-  decision.decode_cost = chosen.cost;
+  decision.decode_cost = cost[decode_row];
   decision.decode_overlap_blocks =
-      static_cast<int32_t>(std::clamp<int64_t>(decode_worker.overlap_blocks, 0, prompt_blocks));
+      static_cast<int32_t>(OverlapOf(overlaps, decode_position, prompt_blocks));
   decision.decode_new_blocks = request_blocks - decision.decode_overlap_blocks;
   decision.uncached_tokens = std::max<int64_t>(
       0, request.prompt_tokens - int64_t{decision.decode_overlap_blocks} * block_size);
@@ -201,15 +431,18 @@ absl::StatusOr<RoutingDecision> DecideRoute(const RouteRequest& request,
     decision.placement = PrefillPlacement::kLocalDisabled;
     return decision;
   }
-  ScoredList prefill;
+  const WorkerTable::PrefillColumns& prefill = table.prefill_;
+  const uint32_t prefill_rows = static_cast<uint32_t>(prefill.position.size());
   int32_t ready_prefill = 0;
-  for (const WorkerState& worker : workers) {
-    if (worker.role != WorkerRole::kPrefill || !Eligible(worker)) continue;
-    ++ready_prefill;
-    if (worker.prefill_queue_requests >= config.prefill_queue_limit) continue;
-    prefill.push_back({&worker, 0});
+  int32_t eligible_prefill = 0;
+  for (uint32_t r = 0; r < prefill_rows; ++r) {
+    const bool eligible =
+        prefill.eligible[r] && prefill.queue_requests[r] < config.prefill_queue_limit;
+    ready_prefill += prefill.eligible[r];
+    eligible_prefill += eligible;
+    candidate[r] = eligible;
   }
-  decision.eligible_prefill_workers = static_cast<int32_t>(prefill.size());
+  decision.eligible_prefill_workers = eligible_prefill;
   if (ready_prefill == 0) {
     decision.placement = PrefillPlacement::kLocalNoPrefillWorker;
     return decision;
@@ -218,7 +451,7 @@ absl::StatusOr<RoutingDecision> DecideRoute(const RouteRequest& request,
     decision.placement = PrefillPlacement::kLocalFewUncached;
     return decision;
   }
-  if (prefill.empty()) {
+  if (eligible_prefill == 0) {
     decision.placement = PrefillPlacement::kLocalPoolSaturated;
     return decision;
   }
@@ -228,42 +461,37 @@ absl::StatusOr<RoutingDecision> DecideRoute(const RouteRequest& request,
                                 static_cast<double>(config.kv_bytes_per_token);
   const double transfer_blocks =
       static_cast<double>(prompt_blocks - decision.decode_overlap_blocks);
-  const PrefillLatencyModel* model = config.latency_model;
-  for (Scored& s : prefill) {
-    const WorkerState& worker = *s.worker;
-    const int64_t overlap = std::clamp<int64_t>(worker.overlap_blocks, 0, prompt_blocks);
-    const int64_t cached_tokens = std::min(request.prompt_tokens, overlap * block_size);
-    const int64_t uncached = request.prompt_tokens - cached_tokens;
-    const int64_t queued = std::max<int64_t>(worker.prefill_queue_tokens, 0);
-    const LinkDistance distance = worker.id == decode_worker.id
-                                      ? LinkDistance::kSameWorker
-                                      : Distance(worker.location, decode_worker.location);
-    if (model != nullptr) {
-      s.cost = model->PrefillSeconds(uncached, cached_tokens) +
-               config.prefill_queue_weight * model->PrefillSeconds(queued, 0) +
-               config.links.TransferSeconds(distance, transfer_bytes);
-    } else {
-      const double transfer = distance == LinkDistance::kSameWorker
-                                  ? 0
-                                  : config.transfer_weight *
-                                        config.links.SlowdownVsSameHost(distance) * transfer_blocks;
-      s.cost = static_cast<double>(CeilDiv(uncached, block_size)) +
-               config.prefill_queue_weight * static_cast<double>(CeilDiv(queued, block_size)) +
-               transfer;
-    }
+  PrefillScorer scorer(request, config, transfer_bytes, transfer_blocks);
+  for (uint32_t r = 0; r < prefill_rows; ++r) {
+    if (!candidate[r]) continue;
+    cost[r] = scorer.Cost(
+        /*overlap=*/0, prefill.queue_tokens[r],
+        DistanceBetween(prefill.id[r], prefill.location[r], decode_worker.id,
+                        decode_worker.location));
+  }
+  for (const WorkerOverlap& overlap : overlaps) {
+    if (workers[overlap.worker].role != WorkerRole::kPrefill) continue;
+    const uint32_t r = table.row_[overlap.worker];
+    if (!candidate[r]) continue;
+    cost[r] =
+        scorer.Cost(std::clamp<int64_t>(overlap.blocks, 0, prompt_blocks), prefill.queue_tokens[r],
+                    DistanceBetween(prefill.id[r], prefill.location[r], decode_worker.id,
+                                    decode_worker.location));
   }
   bool unused_sampled = false;
-  const Scored& best = prefill[Choose(prefill, /*temperature=*/0, rng, &unused_sampled)];
-  const WorkerState& prefill_worker = *best.worker;
+  const uint32_t prefill_row =
+      Choose({cost, prefill_rows}, {candidate, prefill_rows}, eligible_prefill,
+             /*temperature=*/0, rng, table.ties_, &unused_sampled);
+  const uint32_t prefill_position = prefill.position[prefill_row];
+  const WorkerState& prefill_worker = workers[prefill_position];
   decision.placement = PrefillPlacement::kDisaggregated;
   decision.prefill_worker = prefill_worker.id;
-  decision.prefill_cost = best.cost;
-  decision.prefill_cost_in_seconds = model != nullptr;
+  decision.prefill_cost = cost[prefill_row];
+  decision.prefill_cost_in_seconds = config.latency_model != nullptr;
   decision.prefill_overlap_blocks =
-      static_cast<int32_t>(std::clamp<int64_t>(prefill_worker.overlap_blocks, 0, prompt_blocks));
-  decision.link = prefill_worker.id == decode_worker.id
-                      ? LinkDistance::kSameWorker
-                      : Distance(prefill_worker.location, decode_worker.location);
+      static_cast<int32_t>(OverlapOf(overlaps, prefill_position, prompt_blocks));
+  decision.link = DistanceBetween(prefill_worker.id, prefill_worker.location, decode_worker.id,
+                                  decode_worker.location);
   decision.transfer_bytes = static_cast<int64_t>(transfer_bytes);
   decision.transfer_seconds = config.links.TransferSeconds(decision.link, transfer_bytes);
   return decision;

@@ -25,7 +25,12 @@
 //                                       config, rng));
 //   LOG(INFO) << decision.Explain();
 //
-// Thread-safety: DecideRoute is reentrant; the RNG is the caller's.
+// A caller that decides often over many workers and changes few of them between decisions (the
+// simulator) keeps them in a WorkerTable instead and passes each request's cached prefixes on
+// their own; the decisions are the same (see WorkerTable).
+//
+// Thread-safety: DecideRoute over a span is reentrant; the RNG is the caller's. DecideRoute over
+// a WorkerTable uses the table's scratch space: one decision at a time per table.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +38,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -171,6 +177,78 @@ struct RoutingDecision {
 // answers 429). `config` must have passed ValidateRoutingConfig.
 absl::StatusOr<RoutingDecision> DecideRoute(const RouteRequest& request,
                                             std::span<const WorkerState> workers,
+                                            const RoutingConfig& config, std::mt19937_64& rng);
+
+// One worker's cached prefix for one request: the leading blocks of the prompt it caches.
+struct WorkerOverlap {
+  uint32_t worker = 0;  // position in the WorkerTable
+  int32_t blocks = 0;
+};
+
+// The workers' state in columns, kept up to date by a caller that routes often over many workers
+// (the simulator: 1,000 instances, a decision per simulated request). DecideRoute over a table
+// reads only the columns each choice needs, in tight loops over the workers of that role, and
+// allocates nothing once warm; DecideRoute over a span of WorkerStates builds a table and calls
+// it, so both give the same decision for the same state and RNG (routing_policy_test checks the
+// table against a plain scan on randomized input, ties included).
+//
+//   WorkerTable table;
+//   for (const WorkerState& worker : workers) table.Add(worker);
+//   table.Set(3, worker_3_now);  // after its load changed
+//   const WorkerOverlap overlaps[] = {{.worker = 3, .blocks = 40}};
+//   auto decision = DecideRoute(request, table, overlaps, config, rng);
+//
+// Thread-safety: none; DecideRoute uses the table's scratch space.
+class WorkerTable {
+ public:
+  // Adds a worker at position size(); its overlap_blocks is ignored (overlaps are per request).
+  uint32_t Add(const WorkerState& worker);
+  // Replaces the state of the worker at `position` (overlap_blocks ignored).
+  void Set(uint32_t position, const WorkerState& worker);
+  // Replaces all workers (overlap_blocks ignored); reuses the columns' memory.
+  void Assign(std::span<const WorkerState> workers);
+  const WorkerState& Get(uint32_t position) const { return workers_[position]; }
+  uint32_t size() const { return static_cast<uint32_t>(workers_.size()); }
+
+ private:
+  friend absl::StatusOr<RoutingDecision> DecideRoute(const RouteRequest& request,
+                                                     WorkerTable& table,
+                                                     std::span<const WorkerOverlap> overlaps,
+                                                     const RoutingConfig& config,
+                                                     std::mt19937_64& rng);
+  void ResizeColumns(size_t decode_rows, size_t prefill_rows);
+  void AppendRow(uint32_t position);
+  void SetRow(uint32_t position);
+  void Rebuild();  // after a worker changed between the decode and the prefill roles
+
+  std::vector<WorkerState> workers_;
+  std::vector<uint32_t> row_;  // position -> row in its role's columns
+  // Workers with role decode or both, in position order.
+  struct DecodeColumns {
+    std::vector<uint32_t> position;
+    std::vector<uint8_t> eligible;  // ready and not draining
+    std::vector<int64_t> active_blocks;
+    std::vector<int64_t> capacity_blocks;
+  } decode_;
+  // Workers with role prefill, in position order.
+  struct PrefillColumns {
+    std::vector<uint32_t> position;
+    std::vector<uint8_t> eligible;
+    std::vector<int32_t> queue_requests;
+    std::vector<int64_t> queue_tokens;
+    std::vector<WorkerId> id;
+    std::vector<Location> location;
+  } prefill_;
+  // Scratch for one decision, by row of the role being chosen.
+  std::vector<double> cost_;
+  std::vector<uint8_t> candidate_;
+  std::vector<uint32_t> ties_;
+};
+
+// Errors as above, and kInvalidArgument for an overlap naming a position outside the table. A
+// worker missing from `overlaps` caches nothing of the prompt; one named twice counts its last.
+absl::StatusOr<RoutingDecision> DecideRoute(const RouteRequest& request, WorkerTable& table,
+                                            std::span<const WorkerOverlap> overlaps,
                                             const RoutingConfig& config, std::mt19937_64& rng);
 
 // KV blocks a request occupies on its decode worker by the forecast: its prompt plus the output

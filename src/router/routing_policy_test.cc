@@ -1,11 +1,13 @@
 #include "router/routing_policy.h"
 
+#include <array>
 #include <map>
 #include <random>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "router/routing_policy_reference.h"
 
 namespace tandem::router {
 namespace {
@@ -365,6 +367,105 @@ TEST(RoutingPolicyTest, WorkedExampleFromTheDocs) {
   // Worker 11 would have cost 0.31 + 0.13 + 0.00786932 = 0.44786932 s.
   workers[4].ready = false;
   EXPECT_NEAR(MustDecide(request, workers, config).prefill_cost, 0.44786932, 1e-8);
+}
+
+void ExpectSameDecision(const absl::StatusOr<RoutingDecision>& got,
+                        const absl::StatusOr<RoutingDecision>& want) {
+  ASSERT_EQ(got.status(), want.status());
+  if (!want.ok()) return;
+  EXPECT_EQ(got->decode_worker, want->decode_worker);
+  EXPECT_EQ(got->decode_cost, want->decode_cost);
+  EXPECT_EQ(got->decode_overlap_blocks, want->decode_overlap_blocks);
+  EXPECT_EQ(got->decode_new_blocks, want->decode_new_blocks);
+  EXPECT_EQ(got->uncached_tokens, want->uncached_tokens);
+  EXPECT_EQ(got->eligible_decode_workers, want->eligible_decode_workers);
+  EXPECT_EQ(got->sampled, want->sampled);
+  EXPECT_EQ(got->placement, want->placement);
+  EXPECT_EQ(got->prefill_worker, want->prefill_worker);
+  EXPECT_EQ(got->prefill_cost, want->prefill_cost);
+  EXPECT_EQ(got->prefill_cost_in_seconds, want->prefill_cost_in_seconds);
+  EXPECT_EQ(got->prefill_overlap_blocks, want->prefill_overlap_blocks);
+  EXPECT_EQ(got->transfer_bytes, want->transfer_bytes);
+  EXPECT_EQ(got->transfer_seconds, want->transfer_seconds);
+  EXPECT_EQ(got->link, want->link);
+  EXPECT_EQ(got->eligible_prefill_workers, want->eligible_prefill_workers);
+}
+
+// The table (kept up to date by Set, overlaps given per request) and the span form decide exactly
+// as the plain scan: same worker, costs, counts and placement, and the same draws from the RNG.
+// Small value ranges make ties, full workers and saturated queues common.
+TEST(RoutingPolicyTest, WorkerTableDecidesExactlyAsThePlainScan) {
+  LinearPrefillLatencyModel model(0.002, 3e-5, 1e-9);
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    SCOPED_TRACE(testing::Message() << "seed " << seed);
+    std::mt19937_64 gen(seed);
+    auto pick = [&](int64_t n) { return static_cast<int64_t>(gen() % static_cast<uint64_t>(n)); };
+    RoutingConfig config;
+    config.block_size = 1 + static_cast<int>(pick(32));
+    config.overlap_weight = std::array{0.0, 0.5, 1.0, 2.0}[pick(4)];
+    config.disaggregation = pick(8) != 0;
+    config.local_prefill_max_uncached_tokens = std::array{0, 0, 64, 512}[pick(4)];
+    config.prefill_queue_limit = 1 + static_cast<int32_t>(pick(4));
+    config.prefill_queue_weight = std::array{0.0, 1.0, 0.3}[pick(3)];
+    config.transfer_weight = std::array{0.0, 0.1, 1.0}[pick(3)];
+    config.forecast_output_tokens = pick(300);
+    config.latency_model = pick(2) == 0 ? &model : nullptr;
+    auto random_worker = [&] {
+      WorkerState w;
+      w.id = static_cast<WorkerId>(pick(12));  // repeats: two roles of one process
+      w.role = static_cast<WorkerRole>(pick(3));
+      w.ready = pick(6) != 0;
+      w.draining = pick(8) == 0;
+      w.location = {static_cast<int32_t>(pick(4)) - 1, static_cast<int32_t>(pick(3)) - 1};
+      w.active_decode_blocks = pick(4) == 0 ? pick(2000) : pick(4);
+      w.capacity_blocks = pick(3) == 0 ? 0 : 1 + pick(300);
+      w.prefill_queue_requests = static_cast<int32_t>(pick(6));
+      w.prefill_queue_tokens = pick(3) == 0 ? 0 : 16 * pick(4) - 8;
+      return w;
+    };
+    WorkerTable table;
+    const int initial = static_cast<int>(pick(40));
+    for (int i = 0; i < initial; ++i) table.Add(random_worker());
+    std::mt19937_64 rng_scan(seed), rng_table(seed), rng_span(seed);
+    for (int round = 0; round < 100; ++round) {
+      SCOPED_TRACE(testing::Message() << "round " << round);
+      config.temperature = pick(5) == 0 ? std::array{0.1, 1.0}[pick(2)] : 0.0;
+      // Change a few workers (a role change moves one between the decode and prefill columns).
+      for (int64_t n = pick(4); n > 0; --n) {
+        if (table.size() == 0 || pick(5) == 0) {
+          table.Add(random_worker());
+        } else {
+          table.Set(static_cast<uint32_t>(pick(table.size())), random_worker());
+        }
+      }
+      if (table.size() == 0) continue;
+      const RouteRequest request{.prompt_tokens = pick(10) == 0 ? -1 : pick(2000),
+                                 .max_tokens = pick(400)};
+      std::vector<WorkerState> workers;
+      for (uint32_t i = 0; i < table.size(); ++i) workers.push_back(table.Get(i));
+      std::vector<WorkerOverlap> overlaps;
+      for (int64_t n = pick(6); n > 0; --n) {
+        const uint32_t worker = static_cast<uint32_t>(pick(table.size()));
+        const int32_t blocks = static_cast<int32_t>(pick(140)) - 10;
+        overlaps.push_back({worker, blocks});
+        workers[worker].overlap_blocks = blocks;  // a worker named twice counts its last
+      }
+      const auto want = reference::DecideRoute(request, workers, config, rng_scan);
+      ExpectSameDecision(DecideRoute(request, table, overlaps, config, rng_table), want);
+      ExpectSameDecision(DecideRoute(request, workers, config, rng_span), want);
+      ASSERT_TRUE(rng_table == rng_scan);
+      ASSERT_TRUE(rng_span == rng_scan);
+    }
+  }
+}
+
+TEST(RoutingPolicyTest, WorkerTableRejectsAnOverlapOutsideIt) {
+  WorkerTable table;
+  table.Add(Decode(1));
+  std::mt19937_64 rng(1);
+  const WorkerOverlap outside[] = {{.worker = 1, .blocks = 4}};
+  auto decision = DecideRoute({.prompt_tokens = 100}, table, outside, RoutingConfig{}, rng);
+  EXPECT_EQ(decision.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -357,7 +357,7 @@ class Simulation {
                                                        : router::WorkerRole::kBoth;
     state.location = instances_.back().location;
     state.capacity_blocks = instances_.back().capacity_tokens / routing_.block_size;
-    states_.push_back(state);
+    table_.Add(state);
     SyncState(index);
     RoleUsage& usage = result_.roles[InstanceRoleName(group.role)];
     ++usage.instances;
@@ -435,13 +435,14 @@ class Simulation {
 
   void SyncState(int index) {
     const Instance& instance = instances_[index];
-    router::WorkerState& state = states_[index];
+    router::WorkerState state = table_.Get(static_cast<uint32_t>(index));
     state.ready = instance.Serving() || instance.state == InstanceState::kDraining;
     state.draining = instance.state == InstanceState::kDraining;
     state.active_decode_blocks =
         (instance.reserved_tokens + routing_.block_size - 1) / routing_.block_size;
     state.prefill_queue_requests = static_cast<int32_t>(instance.prefill_queue.size());
     state.prefill_queue_tokens = instance.queued_prefill_tokens;
+    table_.Set(static_cast<uint32_t>(index), state);
   }
 
   void OnInstanceReady(int index) {
@@ -549,17 +550,15 @@ class Simulation {
     const int32_t group = s.request.prefix_group;
     const bool has_prefix = group >= 0 && static_cast<size_t>(group) < holders_.size() &&
                             config_.prefix_cache_groups > 0;
-    // Only the instances caching this prefix have an overlap; set it for the decision only.
+    // Only the instances caching this prefix have an overlap.
     const int32_t overlap_blocks = static_cast<int32_t>(s.request.prefix_tokens / block);
+    overlaps_.clear();
     if (has_prefix) {
-      for (int h : holders_[group]) states_[h].overlap_blocks = overlap_blocks;
+      for (int h : holders_[group]) overlaps_.push_back({static_cast<uint32_t>(h), overlap_blocks});
     }
     router::RouteRequest request{s.prompt_tokens, s.remaining};
     absl::StatusOr<router::RoutingDecision> decision =
-        router::DecideRoute(request, states_, routing_, rng_);
-    if (has_prefix) {
-      for (int h : holders_[group]) states_[h].overlap_blocks = 0;
-    }
+        router::DecideRoute(request, table_, overlaps_, routing_, rng_);
     if (!decision.ok()) {
       if (decision.status().code() == absl::StatusCode::kResourceExhausted) {
         ++result_.rejected;
@@ -1061,7 +1060,8 @@ class Simulation {
   double last_arrival_s_ = 0;
   int64_t alive_sequences_ = 0;
   std::vector<Instance> instances_;
-  std::vector<router::WorkerState> states_;  // states_[i] describes instances_[i]
+  router::WorkerTable table_;  // the routing policy's view: position i is instances_[i]
+  std::vector<router::WorkerOverlap> overlaps_;  // scratch: one request's prefix holders
   std::vector<int> free_gpus_;
   std::set<int> failed_nodes_;
   std::vector<Sequence> sequences_;
