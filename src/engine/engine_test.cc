@@ -26,10 +26,10 @@ TransformerConfig TinyConfig() {
           .max_context = 256};
 }
 
-EngineModel TinyModel(std::function<void(RandomModel&)> edit = nullptr) {
+EngineModel TinyModel(std::function<void(RandomModel&)> edit = nullptr,
+                      WeightType type = WeightType::kF32) {
   // Edited models get their own LM head, so an edited embedding row stays out of the logits.
-  auto random =
-      MakeRandomModel(TinyConfig(), WeightType::kF32, kSeed, /*untied_head=*/edit != nullptr);
+  auto random = MakeRandomModel(TinyConfig(), type, kSeed, /*untied_head=*/edit != nullptr);
   EXPECT_TRUE(random.ok()) << random.status();
   std::shared_ptr<RandomModel> owned = std::move(random).value();
   if (edit) edit(*owned);
@@ -88,21 +88,27 @@ GenerateRequest Greedy(std::vector<int32_t> prompt, int64_t max_tokens) {
   return request;
 }
 
-std::vector<int32_t> Alone(const std::vector<int32_t>& prompt, int64_t max_tokens) {
-  auto engine = Engine::Create(TinyModel(), Options());
+std::vector<int32_t> Alone(const std::vector<int32_t>& prompt, int64_t max_tokens,
+                           WeightType type = WeightType::kF32) {
+  auto engine = Engine::Create(TinyModel(nullptr, type), Options());
   EXPECT_TRUE(engine.ok());
   return RunAll(**engine, {Greedy(prompt, max_tokens)})[0].tokens;
 }
 
-TEST(EngineTest, GreedyOutputIsTheSameAloneAndInABatchOf32) {
+class BatchInvarianceTest : public testing::TestWithParam<WeightType> {};
+
+// Q8_0 and BF16 take the narrow-precision kernels where the CPU has them, F32 the row kernels
+// and sgemm: every path must give a sequence the same tokens whatever shares its steps.
+TEST_P(BatchInvarianceTest, GreedyOutputIsTheSameAloneAndInABatchOf32) {
   SCOPED_TRACE(testing::Message() << "seed " << kSeed);
+  const WeightType type = GetParam();
   std::vector<std::vector<int32_t>> expected;
-  for (int i = 0; i < 32; ++i) expected.push_back(Alone(Prompt(5 + i % 11, i), 24));
+  for (int i = 0; i < 32; ++i) expected.push_back(Alone(Prompt(5 + i % 11, i), 24, type));
   for (bool chunked : {true, false}) {
     EngineOptions options = Options();
     options.max_batch_tokens = chunked ? 16 : 512;  // 16 forces prompts to split across steps
     options.chunked_prefill = chunked;
-    auto engine = Engine::Create(TinyModel(), options);
+    auto engine = Engine::Create(TinyModel(nullptr, type), options);
     ASSERT_TRUE(engine.ok());
     std::vector<GenerateRequest> requests;
     for (int i = 0; i < 32; ++i) requests.push_back(Greedy(Prompt(5 + i % 11, i), 24));
@@ -117,6 +123,12 @@ TEST(EngineTest, GreedyOutputIsTheSameAloneAndInABatchOf32) {
     EXPECT_EQ(stats.pool.referenced_blocks, 0);  // everything returned
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(WeightTypes, BatchInvarianceTest,
+                         testing::Values(WeightType::kF32, WeightType::kBF16, WeightType::kQ8_0),
+                         [](const testing::TestParamInfo<WeightType>& info) {
+                           return std::string(WeightTypeName(info.param));
+                         });
 
 TEST(EngineTest, PrefixCacheHitsDoNotChangeTheOutput) {
   const std::vector<int32_t> prompt = Prompt(19, 3);

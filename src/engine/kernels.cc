@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -66,6 +67,34 @@ void DequantizeRows(const WeightMatrix& w, int64_t begin, int64_t end, float* ou
       default:
         DequantizeWeightRow(w, r, dst);
         break;
+    }
+  }
+}
+
+void PrefetchBytes(const uint8_t* p, int64_t bytes) {
+  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(p + i);
+}
+
+// Runs kernel(first, count, out, out_stride) over rows [begin, end) in slices of kStageRows.
+// With many input rows the outputs of one slice go to a small thread-local buffer first and are
+// then copied out row by row: written straight into `out` (n rows `out_stride` apart), every
+// slice would touch n distant cache lines a few floats at a time, and for wide outputs (the LM
+// head: 32 x 152k logits) those partial-line stores cost more than the arithmetic.
+constexpr int64_t kStageRows = 64;
+template <typename Kernel>
+void StagedRows(int64_t begin, int64_t end, int64_t n, float* out, int64_t out_stride,
+                const Kernel& kernel) {
+  if (n < 4) {
+    kernel(begin, end - begin, out + begin, out_stride);
+    return;
+  }
+  thread_local std::vector<float> stage;
+  stage.resize(n * kStageRows);
+  for (int64_t first = begin; first < end; first += kStageRows) {
+    const int64_t count = std::min(kStageRows, end - first);
+    kernel(first, count, stage.data(), count);
+    for (int64_t t = 0; t < n; ++t) {
+      std::memcpy(out + t * out_stride + first, stage.data() + t * count, count * sizeof(float));
     }
   }
 }
@@ -162,18 +191,32 @@ void MatMulLowPrecision(ThreadPool& pool, const WeightMatrix& w, const float* x,
     // Workers see their own thread_local objects: hand them this thread's buffer by pointer.
     const uint16_t* converted = xb.data();
     pool.ParallelFor(w.rows, grain, [&](int64_t begin, int64_t end) {
-      k.bf16_dots(w.row(begin), w.row_bytes(), end - begin, w.cols, converted, w.cols, n,
-                  out + begin, w.rows);
+      StagedRows(begin, end, n, out, w.rows, [&](int64_t r, int64_t rows, float* o, int64_t os) {
+        k.bf16_dots(w.row(r), w.row_bytes(), rows, w.cols, converted, w.cols, n, o, os);
+      });
     });
     return;
   }
-  // Single-token decode is bound by memory and by the per-weight work: there the int8 kernel's
-  // shorter instruction sequence wins; from a few rows on, BF16 tiles do.
-  const bool prefer_int8 = n < kQ8Int8MaxRows && k.q8_dots != nullptr;
-  if (w.type == WeightType::kQ8_0 && k.q8_to_bf16 != nullptr && !prefer_int8) {
-    // Q8_0 through the BF16 kernel: each 4-row tile is widened to BF16 in L1 once and then used
-    // by every input row. vdpbf16ps multiplies twice as fast as the int8 path's
-    // dot-scale-convert sequence, and one kernel serves every batch size.
+  if (w.type == WeightType::kQ8_0 && k.q8_dots != nullptr) {
+    // Q8_0 x Q8 activations on VNNI for every batch size: one kernel, so an output never
+    // depends on the batch, and int8 products need no widening of the weights.
+    const int64_t xs = internal::Q8ActivationBytes(w.cols);
+    thread_local std::vector<uint8_t> quantized;
+    quantized.resize(n * xs);
+    for (int64_t i = 0; i < n; ++i)
+      k.quantize_q8(x + i * w.cols, w.cols, quantized.data() + i * xs);
+    const uint8_t* activations = quantized.data();
+    pool.ParallelFor(w.rows, grain, [&](int64_t begin, int64_t end) {
+      StagedRows(begin, end, n, out, w.rows,
+                 [&](int64_t first, int64_t count, float* o, int64_t os) {
+                   k.q8_dots(w.row(first), w.row_bytes(), count, w.cols, activations, n, o, os);
+                 });
+    });
+    return;
+  }
+  if (w.type == WeightType::kQ8_0 && k.q8_to_bf16 != nullptr) {
+    // Without VNNI: each 4-row tile is widened to BF16 in L1 once and then used by every input
+    // row on the BF16 kernel.
     thread_local std::vector<uint16_t> xb;
     xb.resize(n * w.cols);
     for (int64_t i = 0; i < n; ++i) k.f32_to_bf16(x + i * w.cols, w.cols, xb.data() + i * w.cols);
@@ -181,30 +224,20 @@ void MatMulLowPrecision(ThreadPool& pool, const WeightMatrix& w, const float* x,
     pool.ParallelFor(w.rows, grain, [&](int64_t begin, int64_t end) {
       thread_local std::vector<uint16_t> tile;
       tile.resize(4 * w.cols);
-      for (int64_t r = begin; r < end; r += 4) {
-        const int64_t rows = std::min<int64_t>(4, end - r);
-        for (int64_t i = 0; i < rows; ++i)
-          k.q8_to_bf16(w.row(r + i), w.cols, tile.data() + i * w.cols);
-        k.bf16_dots(reinterpret_cast<const uint8_t*>(tile.data()), w.cols * 2, rows, w.cols,
-                    converted, w.cols, n, out + r, w.rows);
-      }
-    });
-    return;
-  }
-  if (w.type == WeightType::kQ8_0 && k.q8_dots != nullptr) {
-    thread_local std::vector<int8_t> values;
-    thread_local std::vector<float> scales;
-    values.resize(n * w.cols);
-    scales.resize(n * (w.cols / 32));
-    for (int64_t i = 0; i < n; ++i) {
-      k.quantize_q8(x + i * w.cols, w.cols, values.data() + i * w.cols,
-                    scales.data() + i * (w.cols / 32));
-    }
-    const int8_t* quantized = values.data();
-    const float* block_scales = scales.data();
-    pool.ParallelFor(w.rows, grain, [&](int64_t begin, int64_t end) {
-      k.q8_dots(w.row(begin), w.row_bytes(), end - begin, w.cols, quantized, block_scales, n,
-                out + begin, w.rows);
+      StagedRows(
+          begin, end, n, out, w.rows, [&](int64_t first, int64_t count, float* o, int64_t os) {
+            for (int64_t r = first; r < first + count; r += 4) {
+              const int64_t rows = std::min<int64_t>(4, first + count - r);
+              // The next tile's bytes arrive while this one is multiplied.
+              if (r + 4 < end) {
+                PrefetchBytes(w.row(r + 4), std::min<int64_t>(4, end - r - 4) * w.row_bytes());
+              }
+              for (int64_t i = 0; i < rows; ++i)
+                k.q8_to_bf16(w.row(r + i), w.cols, tile.data() + i * w.cols);
+              k.bf16_dots(reinterpret_cast<const uint8_t*>(tile.data()), w.cols * 2, rows, w.cols,
+                          converted, w.cols, n, o + (r - first), os);
+            }
+          });
     });
     return;
   }

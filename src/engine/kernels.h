@@ -3,13 +3,14 @@
 // forward pass.
 //
 // MatMul computes out[i][r] = sum_c x[i][c] * W[r][c] for n input rows x (activations, F32):
-//   - BF16 and Q8_0 weights on CPUs with AVX512-BF16: the activations are rounded to BF16 and
-//     multiplied with vdpbf16ps (Q8_0 rows are widened to BF16 tile by tile in L1), for every
-//     batch size. Twice the arithmetic rate of F32 FMA, so both batched decode and prefill gain;
-//     and each output is computed in the same order whatever else is in the batch, so results
-//     do not depend on batching. Q8_0 with 1-3 input rows (single-sequence decode, bound by
-//     memory and per-weight work) runs on an int8 AVX512-VNNI kernel instead, as it does on CPUs
-//     with VNNI but no BF16.
+//   - Q8_0 weights on CPUs with AVX512-VNNI: the activations are quantized to int8 per block of
+//     32 (as llama.cpp's Q8_0 x Q8_0 dot) and multiplied with vpdpbusd, 64 products per
+//     instruction, for every batch size: each loaded weight block serves a tile of 4 input rows,
+//     and one kernel for every batch size means an output never depends on what else is in the
+//     batch (single-sequence decode and a 32-sequence step compute a row identically).
+//   - BF16 weights (and Q8_0 without VNNI) on CPUs with AVX512-BF16: the activations are
+//     rounded to BF16 and multiplied with vdpbf16ps (Q8_0 rows widened to BF16 tile by tile in
+//     L1), for every batch size, each output in the same order whatever else is in the batch.
 //   - otherwise, few rows (decode batches): own kernels that stream each weight row once and
 //     dot it with every input row (BF16/F16 widened in registers, Q8_0 scaled per block);
 //   - otherwise, many rows (prefill): tiles of W are dequantized to F32 and multiplied with
@@ -31,8 +32,6 @@ namespace tandem::engine {
 
 // Input rows at which MatMul switches from row kernels to the tiled sgemm path.
 inline constexpr int64_t kGemmMinRows = 12;
-// Q8_0 with fewer input rows than this uses the int8 (VNNI) kernel where there is one.
-inline constexpr int64_t kQ8Int8MaxRows = 4;
 
 void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n, float* out);
 

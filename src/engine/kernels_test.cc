@@ -245,9 +245,8 @@ TEST(KernelsTest, LowPrecisionPathsStayCloseToTheReference) {
         ASSERT_NEAR(out[i], expected[i], 0.1 + 0.01 * std::fabs(expected[i]))
             << WeightTypeName(type) << " n=" << n;
       }
-      // Each output's arithmetic does not depend on how many rows share the call (for Q8_0,
-      // within the BF16 regime of kQ8Int8MaxRows rows and more).
-      const int64_t first = type == WeightType::kQ8_0 ? kQ8Int8MaxRows : 1;
+      // Each output's arithmetic does not depend on how many rows share the call.
+      const int64_t first = 1;
       if (n < 2 * first) continue;
       MatMulLowPrecision(pool, m.view, x.data(), first, again.data());
       MatMulLowPrecision(pool, m.view, x.data() + first * m.view.cols, n - first,
@@ -257,26 +256,58 @@ TEST(KernelsTest, LowPrecisionPathsStayCloseToTheReference) {
   }
 }
 
-// The int8 Q8_0 path serves CPUs with AVX512-VNNI but no AVX512-BF16; exercise it directly.
-TEST(KernelsTest, Q8Int8PathMatchesTheReference) {
+// The int8 Q8_0 kernel directly, on shapes the model tests do not reach: an odd number of
+// blocks (the last one alone in its vector), every tile remainder, and any split of the rows.
+TEST(KernelsTest, Q8Int8KernelMatchesTheReference) {
   const CpuFeatures& f = GetCpuFeatures();
   if (ActiveIsaTier() != IsaTier::kAvx512 || !f.avx512vnni) GTEST_SKIP() << "no AVX512-VNNI";
+  SCOPED_TRACE(testing::Message() << "seed " << kSeed);
   internal::LowPrecisionKernels k = internal::Avx512LowPrecisionKernels(false, true);
   Random random(kSeed + 4);
-  Matrix m = MakeMatrix(WeightType::kQ8_0, 9, 256, random);
-  for (int64_t n : {1, 2, 5}) {
-    std::vector<float> x = RandomFloats(n * 256, random);
-    std::vector<double> expected = Reference(m.view, x, n);
-    std::vector<int8_t> values(n * 256);
-    std::vector<float> scales(n * 8), out(n * 9);
-    for (int64_t i = 0; i < n; ++i) {
-      k.quantize_q8(x.data() + i * 256, 256, values.data() + i * 256, scales.data() + i * 8);
+  for (int64_t cols : {32, 96, 256}) {
+    Matrix m = MakeMatrix(WeightType::kQ8_0, 9, cols, random);
+    const int64_t xs = internal::Q8ActivationBytes(cols);
+    for (int64_t n : {1, 2, 5, 7, 21}) {
+      std::vector<float> x = RandomFloats(n * cols, random);
+      std::vector<double> expected = Reference(m.view, x, n);
+      std::vector<uint8_t> quantized(n * xs);
+      for (int64_t i = 0; i < n; ++i) k.quantize_q8(x.data() + i * cols, cols, &quantized[i * xs]);
+      std::vector<float> out(n * 9), alone(n * 9);
+      k.q8_dots(m.view.row(0), m.view.row_bytes(), 9, cols, quantized.data(), n, out.data(), 9);
+      for (int64_t i = 0; i < n * 9; ++i) {
+        ASSERT_NEAR(out[i], expected[i], 0.1 + 0.01 * std::fabs(expected[i]))
+            << "cols=" << cols << " n=" << n;
+      }
+      // One weight row and one input row at a time gives bit-identical results.
+      for (int64_t t = 0; t < n; ++t) {
+        for (int64_t r = 0; r < 9; ++r) {
+          k.q8_dots(m.view.row(r), m.view.row_bytes(), 1, cols, &quantized[t * xs], 1,
+                    &alone[t * 9 + r], 9);
+        }
+      }
+      EXPECT_EQ(out, alone) << "cols=" << cols << " n=" << n;
     }
-    k.q8_dots(m.view.row(0), m.view.row_bytes(), 9, 256, values.data(), scales.data(), n,
-              out.data(), 9);
-    for (int64_t i = 0; i < n * 9; ++i) {
-      ASSERT_NEAR(out[i], expected[i], 0.1 + 0.01 * std::fabs(expected[i])) << "n=" << n;
-    }
+  }
+}
+
+// Q8_0 widened to BF16 serves CPUs with AVX512-BF16 but no VNNI; exercise it directly.
+TEST(KernelsTest, Q8ToBf16KernelsMatchTheReference) {
+  const CpuFeatures& f = GetCpuFeatures();
+  if (ActiveIsaTier() != IsaTier::kAvx512 || !f.avx512bf16) GTEST_SKIP() << "no AVX512-BF16";
+  internal::LowPrecisionKernels k = internal::Avx512LowPrecisionKernels(true, false);
+  Random random(kSeed + 5);
+  Matrix m = MakeMatrix(WeightType::kQ8_0, 5, 256, random);
+  const int64_t n = 3;
+  std::vector<float> x = RandomFloats(n * 256, random);
+  std::vector<double> expected = Reference(m.view, x, n);
+  std::vector<uint16_t> xb(n * 256), wb(5 * 256);
+  for (int64_t i = 0; i < n; ++i) k.f32_to_bf16(&x[i * 256], 256, &xb[i * 256]);
+  for (int64_t r = 0; r < 5; ++r) k.q8_to_bf16(m.view.row(r), 256, &wb[r * 256]);
+  std::vector<float> out(n * 5);
+  k.bf16_dots(reinterpret_cast<const uint8_t*>(wb.data()), 512, 5, 256, xb.data(), 256, n,
+              out.data(), 5);
+  for (int64_t i = 0; i < n * 5; ++i) {
+    ASSERT_NEAR(out[i], expected[i], 0.1 + 0.01 * std::fabs(expected[i])) << i;
   }
 }
 

@@ -40,13 +40,18 @@ struct LowPrecisionKernels {
                     int64_t out_stride) = nullptr;
   // One Q8_0 row of `cols` values as BF16.
   void (*q8_to_bf16)(const uint8_t* row, int64_t cols, uint16_t* out) = nullptr;
-  // One row of `cols` floats -> cols int8 values and cols / 32 scales.
-  void (*quantize_q8)(const float* x, int64_t cols, int8_t* values, float* scales) = nullptr;
-  // x rows are `cols` values and cols / 32 scales apart.
+  // One row of `cols` floats -> Q8ActivationBytes(cols) bytes of Q8 activations.
+  void (*quantize_q8)(const float* x, int64_t cols, uint8_t* out) = nullptr;
+  // `nrows` Q8_0 weight rows against n rows of Q8 activations (Q8ActivationBytes(cols) apart).
   void (*q8_dots)(const uint8_t* rows, int64_t row_bytes, int64_t nrows, int64_t cols,
-                  const int8_t* x_values, const float* x_scales, int64_t n, float* out,
-                  int64_t out_stride) = nullptr;
+                  const uint8_t* x, int64_t n, float* out, int64_t out_stride) = nullptr;
 };
+
+// Q8 activations for the int8 kernel, per row: the int8 values (cols rounded up to 64, the
+// padding zero), then per block of 32 its scale 8 times (floats), then per group of 4 values
+// -128 x their sum (int32); 3 x Q8PaddedCols(cols) bytes.
+inline int64_t Q8PaddedCols(int64_t cols) { return (cols + 63) / 64 * 64; }
+inline int64_t Q8ActivationBytes(int64_t cols) { return 3 * Q8PaddedCols(cols); }
 
 IsaKernels ScalarKernels();
 LowPrecisionKernels Avx512LowPrecisionKernels(bool bf16, bool vnni);

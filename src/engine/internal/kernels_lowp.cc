@@ -4,6 +4,7 @@
 // decode is compute-bound; these double to quadruple its arithmetic rate over widening to F32.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -94,81 +95,149 @@ TANDEM_BF16 void Q8ToBf16Row(const uint8_t* row, int64_t cols, uint16_t* out) {
   }
 }
 
-// Q8 activations: per block of 32, scale = max|x| / 127 and values round(x / scale).
-TANDEM_VNNI void QuantizeQ8Row(const float* x, int64_t cols, int8_t* q, float* scales) {
-  for (int64_t b = 0; b < cols / 32; ++b) {
+// Q8 activations (Q8ActivationBytes per row, see kernels_isa.h): per block of 32, scale =
+// max|x| / 127 and values round(x / scale); the scale repeated over the block's 8 dot lanes; and
+// per lane -128 x the sum of its 4 values, which cancels the +128 the kernel adds to the
+// weights to make them unsigned for vpdpbusd. Blocks past `cols` up to the 64-value padding
+// are zero.
+TANDEM_VNNI void QuantizeQ8Row(const float* x, int64_t cols, uint8_t* out) {
+  const int64_t padded = Q8PaddedCols(cols);
+  int8_t* values = reinterpret_cast<int8_t*>(out);
+  float* scales = reinterpret_cast<float*>(out + padded);
+  int32_t* corrections = reinterpret_cast<int32_t*>(out + 2 * padded);
+  const __m256i unsigned_128 = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t b = 0; b < padded / 32; ++b) {
+    if (b >= cols / 32) {
+      std::memset(values + b * 32, 0, 32);
+      _mm256_storeu_ps(scales + b * 8, _mm256_setzero_ps());
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(corrections + b * 8), _mm256_setzero_si256());
+      continue;
+    }
     const __m512 lo = _mm512_loadu_ps(x + b * 32), hi = _mm512_loadu_ps(x + b * 32 + 16);
     const float max_abs = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
     const float scale = max_abs / 127.0f;
     const __m512 inverse = _mm512_set1_ps(scale > 0 ? 1.0f / scale : 0.0f);
     const __m512i qlo = _mm512_cvtps_epi32(_mm512_mul_ps(lo, inverse));  // round to nearest
     const __m512i qhi = _mm512_cvtps_epi32(_mm512_mul_ps(hi, inverse));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * 32), _mm512_cvtsepi32_epi8(qlo));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * 32 + 16), _mm512_cvtsepi32_epi8(qhi));
-    scales[b] = scale;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(values + b * 32), _mm512_cvtsepi32_epi8(qlo));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(values + b * 32 + 16), _mm512_cvtsepi32_epi8(qhi));
+    _mm256_storeu_ps(scales + b * 8, _mm256_set1_ps(scale));
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + b * 32));
+    const __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unsigned_128, q);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(corrections + b * 8),
+                        _mm256_sub_epi32(_mm256_setzero_si256(), sums));
   }
 }
 
-template <int R, int T>
-TANDEM_VNNI void Q8Tile(const uint8_t* rows, int64_t row_bytes, int64_t cols, const int8_t* xq,
-                        const float* xd, float* out, int64_t os) {
-  __m256 acc[R][T];
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+// Two Q8_0 blocks (b, b+1) of a weight row as one vector of unsigned bytes (value + 128) and the
+// two scales spread over their 8 lanes each. `pair` false: block b alone, the upper half zero.
+struct WeightPair {
+  __m512i values;
+  __m512 scales;
+};
+TANDEM_VNNI inline WeightPair LoadWeightPair(const uint8_t* block, bool pair) {
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+  uint16_t scale_lo, scale_hi = 0;
+  std::memcpy(&scale_lo, block, 2);
+  __m512i values;
+  if (pair) {
+    values = _mm512_inserti64x4(
+        _mm512_castsi256_si512(lo),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + sizeof(BlockQ8_0) + 2)), 1);
+    std::memcpy(&scale_hi, block + sizeof(BlockQ8_0), 2);
+  } else {
+    values = _mm512_zextsi256_si512(lo);
   }
-  const __m256i zero = _mm256_setzero_si256();
+  const __m128 both = _mm_cvtph_ps(_mm_cvtsi32_si128(scale_lo | (uint32_t{scale_hi} << 16)));
+  const __m512i spread = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  return {_mm512_xor_si512(values, flip),
+          _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(both))};
+}
+
+// R weight rows x T activation rows (Q8ActivationBytes(cols) apart). Per output and block pair:
+// one vpdpbusd (64 products, exact in int32), a conversion and a scaled accumulate; an
+// output's arithmetic depends only on its weight row and its activation row, never on R, T or
+// the batch, so results are the same alone or batched.
+template <int R, int T>
+TANDEM_VNNI void Q8Tile(const uint8_t* rows, int64_t row_bytes, int64_t cols, const uint8_t* x,
+                        int64_t xs, float* out, int64_t os) {
+  const int64_t padded = Q8PaddedCols(cols);
   const int64_t blocks = cols / 32;
-  for (int64_t b = 0; b < blocks; ++b) {
-    __m256i x[T], x_abs[T];
+  __m512 acc[R][T];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < blocks; b += 2) {
+    const bool pair = b + 1 < blocks;
+    WeightPair w[R];
+    for (int r = 0; r < R; ++r)
+      w[r] = LoadWeightPair(rows + r * row_bytes + b * sizeof(BlockQ8_0), pair);
     for (int t = 0; t < T; ++t) {
-      x[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + t * cols + b * 32));
-      x_abs[t] = _mm256_sign_epi8(x[t], x[t]);
-    }
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* block = rows + r * row_bytes + b * sizeof(BlockQ8_0);
-      uint16_t scale_bits;
-      std::memcpy(&scale_bits, block, 2);
-      const float wscale = _cvtsh_ss(scale_bits);
-      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
-      for (int t = 0; t < T; ++t) {
-        // vpdpbusd multiplies unsigned by signed bytes: |x| times w carrying x's sign.
-        const __m256i dot = _mm256_dpbusd_epi32(zero, x_abs[t], _mm256_sign_epi8(w, x[t]));
-        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot),
-                                    _mm256_set1_ps(wscale * xd[t * blocks + b]), acc[r][t]);
+      const uint8_t* xt = x + t * xs;
+      const __m512i values = _mm512_loadu_si512(xt + b * 32);
+      const __m512 scales = _mm512_loadu_ps(reinterpret_cast<const float*>(xt + padded) + b * 8);
+      const __m512i correction = _mm512_loadu_si512(xt + 2 * padded + b * 32);
+      for (int r = 0; r < R; ++r) {
+        const __m512i dot = _mm512_dpbusd_epi32(correction, w[r].values, values);
+        acc[r][t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(w[r].scales, scales), acc[r][t]);
       }
     }
   }
   for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) {
-      __m128 sum =
-          _mm_add_ps(_mm256_castps256_ps128(acc[r][t]), _mm256_extractf128_ps(acc[r][t], 1));
-      sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-      sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
-      out[t * os + r] = _mm_cvtss_f32(sum);
-    }
+    for (int t = 0; t < T; ++t) out[t * os + r] = _mm512_reduce_add_ps(acc[r][t]);
   }
 }
 
 template <int R>
-void Q8Rows(const uint8_t* rows, int64_t row_bytes, int64_t cols, const int8_t* xq, const float* xd,
+void Q8Rows(const uint8_t* rows, int64_t row_bytes, int64_t cols, const uint8_t* x, int64_t xs,
             int64_t n, float* out, int64_t os) {
-  const int64_t sq = cols, sd = cols / 32;
   int64_t t = 0;
-  for (; t + 2 <= n; t += 2)
-    Q8Tile<R, 2>(rows, row_bytes, cols, xq + t * sq, xd + t * sd, out + t * os, os);
-  if (t < n) Q8Tile<R, 1>(rows, row_bytes, cols, xq + t * sq, xd + t * sd, out + t * os, os);
+  for (; t + 4 <= n; t += 4) Q8Tile<R, 4>(rows, row_bytes, cols, x + t * xs, xs, out + t * os, os);
+  switch (n - t) {
+    case 3:
+      Q8Tile<R, 3>(rows, row_bytes, cols, x + t * xs, xs, out + t * os, os);
+      break;
+    case 2:
+      Q8Tile<R, 2>(rows, row_bytes, cols, x + t * xs, xs, out + t * os, os);
+      break;
+    case 1:
+      Q8Tile<R, 1>(rows, row_bytes, cols, x + t * xs, xs, out + t * os, os);
+      break;
+    default:
+      break;
+  }
 }
 
-// Q8_0 blocks are 34 bytes, so four interleaved row streams split cache lines and confuse the
+// Q8_0 blocks are 34 bytes, so interleaved row streams split cache lines and confuse the
 // prefetchers: memory-bound single-token decode is faster one row at a time.
-constexpr int64_t kQ8MinTokensForRowTiles = 2;
-
 void Q8RowDots(const uint8_t* rows, int64_t row_bytes, int64_t nrows, int64_t cols,
-               const int8_t* xq, const float* xd, int64_t n, float* out, int64_t os) {
-  int64_t r = 0;
-  for (; r + 4 <= nrows && n >= kQ8MinTokensForRowTiles; r += 4)
-    Q8Rows<4>(rows + r * row_bytes, row_bytes, cols, xq, xd, n, out + r, os);
-  for (; r < nrows; ++r) Q8Rows<1>(rows + r * row_bytes, row_bytes, cols, xq, xd, n, out + r, os);
+               const uint8_t* x, int64_t n, float* out, int64_t os) {
+  const int64_t xs = Q8ActivationBytes(cols);
+  if (n == 1) {
+    for (int64_t r = 0; r < nrows; ++r)
+      Q8Tile<1, 1>(rows + r * row_bytes, row_bytes, cols, x, xs, out + r, os);
+    return;
+  }
+  // Activation rows in groups that stay in L2 while every weight row of the call passes.
+  constexpr int64_t kGroup = 16;
+  for (int64_t t = 0; t < n; t += kGroup) {
+    const int64_t count = std::min(kGroup, n - t);
+    const uint8_t* xt = x + t * xs;
+    float* ot = out + t * os;
+    int64_t r = 0;
+    for (; r + 4 <= nrows; r += 4) {
+      // Four rows' bytes are too short a stream for the hardware prefetchers: ask two groups
+      // ahead (the rows after this call's are the next call's).
+      const uint8_t* ahead = rows + (r + 8) * row_bytes;
+      for (int64_t i = 0; i < 4 * row_bytes; i += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_T0);
+      Q8Rows<4>(rows + r * row_bytes, row_bytes, cols, xt, xs, count, ot + r, os);
+    }
+    for (; r < nrows; ++r)
+      Q8Rows<1>(rows + r * row_bytes, row_bytes, cols, xt, xs, count, ot + r, os);
+  }
 }
 
 }  // namespace
