@@ -29,50 +29,67 @@ constexpr double kInfinity = std::numeric_limits<double>::infinity();
 
 // Argmin with ties broken uniformly, or with temperature > 0 a softmax sample over min-max
 // normalised costs (so the temperature means the same whatever the cost scale), among the rows
-// marked in `candidate` (`count` of them, at least one), in row order. `ties` is scratch space.
+// marked in `candidate` (`count` of them, at least one), in row order. Rows that are not
+// candidates cost infinity. `ties` is scratch space.
 uint32_t Choose(std::span<const double> cost, std::span<const uint8_t> candidate, int32_t count,
                 double temperature, std::mt19937_64& rng, std::vector<uint32_t>& ties,
                 bool* sampled) {
   const uint32_t rows = static_cast<uint32_t>(cost.size());
-  double lowest = kInfinity;
-  for (uint32_t r = 0; r < rows; ++r) lowest = std::min(lowest, candidate[r] ? cost[r] : kInfinity);
   *sampled = false;
-  if (temperature > 0 && count > 1) {
-    *sampled = true;
-    double highest = -kInfinity;
-    for (uint32_t r = 0; r < rows; ++r) {
-      if (candidate[r]) highest = std::max(highest, cost[r]);
+  if (temperature <= 0 || count <= 1) {
+    // Four running minima, so that each waits on a quarter of the rows.
+    double lanes[4] = {kInfinity, kInfinity, kInfinity, kInfinity};
+    uint32_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+      for (int k = 0; k < 4; ++k) lanes[k] = std::min(lanes[k], cost[r + k]);
     }
-    auto nth_candidate = [&](size_t n) {
-      uint32_t r = 0;
-      for (;; ++r) {
-        if (candidate[r] && n-- == 0) return r;
+    for (; r < rows; ++r) lanes[0] = std::min(lanes[0], cost[r]);
+    const double lowest = std::min(std::min(lanes[0], lanes[1]), std::min(lanes[2], lanes[3]));
+    ties.clear();
+    if (lowest < kInfinity) {
+      for (r = 0; r < rows; ++r) {
+        if (cost[r] == lowest) ties.push_back(r);
       }
-    };
-    if (highest <= lowest) return nth_candidate(UniformIndex(rng, static_cast<size_t>(count)));
-    auto weight = [&](uint32_t r) {
-      const double normalised = (cost[r] - lowest) / (highest - lowest);
-      return std::exp(-normalised / temperature);
-    };
-    double total = 0;
-    for (uint32_t r = 0; r < rows; ++r) {
-      if (candidate[r]) total += weight(r);
+    } else {
+      // Every candidate costs infinity (weights beyond the range of doubles): all tie.
+      for (r = 0; r < rows; ++r) {
+        if (candidate[r] && cost[r] == lowest) ties.push_back(r);
+      }
     }
-    double target = UniformUnit(rng) * total;
-    uint32_t last = 0;
-    for (uint32_t r = 0; r < rows; ++r) {
-      if (!candidate[r]) continue;
-      target -= weight(r);
-      if (target < 0) return r;
-      last = r;
-    }
-    return last;
+    return ties[UniformIndex(rng, ties.size())];
   }
-  ties.clear();
+  *sampled = true;
+  double lowest = kInfinity;
+  double highest = -kInfinity;
   for (uint32_t r = 0; r < rows; ++r) {
-    if (candidate[r] && cost[r] == lowest) ties.push_back(r);
+    if (!candidate[r]) continue;
+    lowest = std::min(lowest, cost[r]);
+    highest = std::max(highest, cost[r]);
   }
-  return ties[UniformIndex(rng, ties.size())];
+  auto nth_candidate = [&](size_t n) {
+    uint32_t r = 0;
+    for (;; ++r) {
+      if (candidate[r] && n-- == 0) return r;
+    }
+  };
+  if (highest <= lowest) return nth_candidate(UniformIndex(rng, static_cast<size_t>(count)));
+  auto weight = [&](uint32_t r) {
+    const double normalised = (cost[r] - lowest) / (highest - lowest);
+    return std::exp(-normalised / temperature);
+  };
+  double total = 0;
+  for (uint32_t r = 0; r < rows; ++r) {
+    if (candidate[r]) total += weight(r);
+  }
+  double target = UniformUnit(rng) * total;
+  uint32_t last = 0;
+  for (uint32_t r = 0; r < rows; ++r) {
+    if (!candidate[r]) continue;
+    target -= weight(r);
+    if (target < 0) return r;
+    last = r;
+  }
+  return last;
 }
 
 struct DecodeScore {
@@ -382,15 +399,22 @@ absl::StatusOr<RoutingDecision> DecideRoute(const RouteRequest& request, WorkerT
   const uint32_t decode_rows = static_cast<uint32_t>(decode.position.size());
   int32_t ready_decode = 0;
   int32_t fitting = 0;
-  for (uint32_t r = 0; r < decode_rows; ++r) {
-    const DecodeScore score =
-        ScoreDecode(decode.active_blocks[r], decode.capacity_blocks[r], /*overlap=*/0,
-                    prompt_blocks, request_blocks, config.overlap_weight);
-    const bool fits = decode.eligible[r] && score.fits;
-    ready_decode += decode.eligible[r];
-    fitting += fits;
-    candidate[r] = fits;
-    cost[r] = score.cost;
+  {
+    // Locals, not members: the stores below could alias anything the loop reads through a
+    // reference, which would reload it every row.
+    const double overlap_weight = config.overlap_weight;
+    const uint8_t* const eligible = decode.eligible.data();
+    const int64_t* const active_blocks = decode.active_blocks.data();
+    const int64_t* const capacity_blocks = decode.capacity_blocks.data();
+    for (uint32_t r = 0; r < decode_rows; ++r) {
+      const DecodeScore score = ScoreDecode(active_blocks[r], capacity_blocks[r], /*overlap=*/0,
+                                            prompt_blocks, request_blocks, overlap_weight);
+      const bool fits = eligible[r] && score.fits;
+      ready_decode += eligible[r];
+      fitting += fits;
+      candidate[r] = fits;
+      cost[r] = fits ? score.cost : kInfinity;
+    }
   }
   for (const WorkerOverlap& overlap : overlaps) {
     if (!ServesDecode(workers[overlap.worker].role)) continue;
@@ -401,7 +425,7 @@ absl::StatusOr<RoutingDecision> DecideRoute(const RouteRequest& request, WorkerT
                                           prompt_blocks, request_blocks, config.overlap_weight);
     fitting += static_cast<int32_t>(score.fits) - static_cast<int32_t>(candidate[r]);
     candidate[r] = score.fits;
-    cost[r] = score.cost;
+    cost[r] = score.fits ? score.cost : kInfinity;
   }
   if (ready_decode == 0) {
     return absl::UnavailableError(absl::StrCat("no decode worker is ready and not draining (",
@@ -463,7 +487,10 @@ absl::StatusOr<RoutingDecision> DecideRoute(const RouteRequest& request, WorkerT
       static_cast<double>(prompt_blocks - decision.decode_overlap_blocks);
   PrefillScorer scorer(request, config, transfer_bytes, transfer_blocks);
   for (uint32_t r = 0; r < prefill_rows; ++r) {
-    if (!candidate[r]) continue;
+    if (!candidate[r]) {
+      cost[r] = kInfinity;
+      continue;
+    }
     cost[r] = scorer.Cost(
         /*overlap=*/0, prefill.queue_tokens[r],
         DistanceBetween(prefill.id[r], prefill.location[r], decode_worker.id,
