@@ -107,10 +107,18 @@ DecodeScore ScoreDecode(int64_t active_blocks, int64_t capacity_blocks, int64_t 
               static_cast<double>(active_blocks + new_blocks)};
 }
 
+// The cost of waiting for `queued` tokens already queued on a prefill worker.
+double QueueCost(int64_t queued, const RoutingConfig& config) {
+  return config.prefill_queue_weight *
+         (config.latency_model != nullptr
+              ? config.latency_model->PrefillSeconds(queued, 0)
+              : static_cast<double>(CeilDiv(queued, config.block_size)));
+}
+
 // Prefill costs for one request and one decode worker: compute + queue + transfer. The terms
-// that repeat across prefill workers (compute without a cached prefix, the transfer by distance,
-// an empty or equal queue) are computed once; the latency model is a pure function, so the
-// costs are those of computing every term for every worker.
+// that repeat across prefill workers (compute without a cached prefix, the transfer by distance)
+// are computed once; the latency model is a pure function, so the costs are those of computing
+// every term for every worker.
 class PrefillScorer {
  public:
   PrefillScorer(const RouteRequest& request, const RoutingConfig& config, double transfer_bytes,
@@ -132,41 +140,25 @@ class PrefillScorer {
     no_overlap_compute_ = Compute(0);
   }
 
-  // `overlap` is clamped to the prompt's blocks.
-  double Cost(int64_t overlap, int64_t queue_tokens, LinkDistance distance) {
+  // `overlap` is clamped to the prompt's blocks; `queue_cost` is QueueCost of its queue.
+  double Cost(int64_t overlap, double queue_cost, LinkDistance distance) const {
     const double compute = overlap == 0 ? no_overlap_compute_ : Compute(overlap);
-    return compute + Queue(queue_tokens) + transfer_[static_cast<int>(distance)];
+    return compute + queue_cost + transfer_[static_cast<int>(distance)];
   }
 
  private:
-  double Seconds(int64_t new_tokens, int64_t cached_tokens) const {
-    return config_.latency_model->PrefillSeconds(new_tokens, cached_tokens);
-  }
   double Compute(int64_t overlap) const {
     const int64_t cached_tokens = std::min(request_.prompt_tokens, overlap * config_.block_size);
     const int64_t uncached = request_.prompt_tokens - cached_tokens;
     return config_.latency_model != nullptr
-               ? Seconds(uncached, cached_tokens)
+               ? config_.latency_model->PrefillSeconds(uncached, cached_tokens)
                : static_cast<double>(CeilDiv(uncached, config_.block_size));
-  }
-  double Queue(int64_t queue_tokens) {
-    const int64_t queued = std::max<int64_t>(queue_tokens, 0);
-    if (queued != last_queued_) {
-      last_queued_ = queued;
-      last_queue_cost_ = config_.prefill_queue_weight *
-                         (config_.latency_model != nullptr
-                              ? Seconds(queued, 0)
-                              : static_cast<double>(CeilDiv(queued, config_.block_size)));
-    }
-    return last_queue_cost_;
   }
 
   const RouteRequest& request_;
   const RoutingConfig& config_;
   double transfer_[4] = {};
   double no_overlap_compute_ = 0;
-  int64_t last_queued_ = -1;
-  double last_queue_cost_ = 0;
 };
 
 LinkDistance DistanceBetween(WorkerId a_id, const Location& a, WorkerId b_id, const Location& b) {
@@ -278,6 +270,8 @@ void WorkerTable::Assign(std::span<const WorkerState> workers) {
   size_t decode_rows = 0;
   for (const WorkerState& worker : workers) decode_rows += ServesDecode(worker.role);
   ResizeColumns(decode_rows, workers.size() - decode_rows);
+  // New workers, perhaps a new latency model at the address of the last one: remember nothing.
+  std::fill(prefill_.queue_cost_tokens.begin(), prefill_.queue_cost_tokens.end(), kNoQueueCost);
   uint32_t decode_row = 0, prefill_row = 0;
   for (uint32_t position = 0; position < size(); ++position) {
     WorkerState& worker = workers_[position];
@@ -304,6 +298,20 @@ void WorkerTable::ResizeColumns(size_t decode_rows, size_t prefill_rows) {
   prefill_.queue_tokens.resize(prefill_rows);
   prefill_.id.resize(prefill_rows);
   prefill_.location.resize(prefill_rows);
+  prefill_.queue_cost_tokens.resize(prefill_rows, kNoQueueCost);
+  prefill_.queue_cost.resize(prefill_rows);
+}
+
+void WorkerTable::KeepQueueCostsFor(const RoutingConfig& config) {
+  if (config.latency_model == queue_cost_model_ &&
+      config.prefill_queue_weight == queue_cost_weight_ &&
+      config.block_size == queue_cost_block_size_) {
+    return;
+  }
+  queue_cost_model_ = config.latency_model;
+  queue_cost_weight_ = config.prefill_queue_weight;
+  queue_cost_block_size_ = config.block_size;
+  std::fill(prefill_.queue_cost_tokens.begin(), prefill_.queue_cost_tokens.end(), kNoQueueCost);
 }
 
 void WorkerTable::Set(uint32_t position, const WorkerState& worker) {
@@ -486,24 +494,31 @@ absl::StatusOr<RoutingDecision> DecideRoute(const RouteRequest& request, WorkerT
   const double transfer_blocks =
       static_cast<double>(prompt_blocks - decision.decode_overlap_blocks);
   PrefillScorer scorer(request, config, transfer_bytes, transfer_blocks);
+  table.KeepQueueCostsFor(config);
+  int64_t* const queue_cost_tokens = table.prefill_.queue_cost_tokens.data();
+  double* const queue_cost = table.prefill_.queue_cost.data();
   for (uint32_t r = 0; r < prefill_rows; ++r) {
     if (!candidate[r]) {
       cost[r] = kInfinity;
       continue;
     }
-    cost[r] = scorer.Cost(
-        /*overlap=*/0, prefill.queue_tokens[r],
-        DistanceBetween(prefill.id[r], prefill.location[r], decode_worker.id,
-                        decode_worker.location));
+    // A queue's cost is remembered until the queue changes.
+    const int64_t queued = std::max<int64_t>(prefill.queue_tokens[r], 0);
+    if (queue_cost_tokens[r] != queued) {
+      queue_cost_tokens[r] = queued;
+      queue_cost[r] = QueueCost(queued, config);
+    }
+    cost[r] = scorer.Cost(/*overlap=*/0, queue_cost[r],
+                          DistanceBetween(prefill.id[r], prefill.location[r], decode_worker.id,
+                                          decode_worker.location));
   }
   for (const WorkerOverlap& overlap : overlaps) {
     if (workers[overlap.worker].role != WorkerRole::kPrefill) continue;
     const uint32_t r = table.row_[overlap.worker];
     if (!candidate[r]) continue;
-    cost[r] =
-        scorer.Cost(std::clamp<int64_t>(overlap.blocks, 0, prompt_blocks), prefill.queue_tokens[r],
-                    DistanceBetween(prefill.id[r], prefill.location[r], decode_worker.id,
-                                    decode_worker.location));
+    cost[r] = scorer.Cost(std::clamp<int64_t>(overlap.blocks, 0, prompt_blocks), queue_cost[r],
+                          DistanceBetween(prefill.id[r], prefill.location[r], decode_worker.id,
+                                          decode_worker.location));
   }
   bool unused_sampled = false;
   const uint32_t prefill_row =

@@ -198,6 +198,11 @@ struct WorkerOverlap {
 //   const WorkerOverlap overlaps[] = {{.worker = 3, .blocks = 40}};
 //   auto decision = DecideRoute(request, table, overlaps, config, rng);
 //
+// The table remembers each prefill worker's queue cost (config.latency_model's answer for its
+// queued tokens) until the queue changes, or until a decision comes with a different
+// latency_model, prefill_queue_weight or block_size; the latency model must answer the same
+// question the same way (the models here are pure functions). Assign forgets them.
+//
 // Thread-safety: none; DecideRoute uses the table's scratch space.
 class WorkerTable {
  public:
@@ -220,6 +225,8 @@ class WorkerTable {
   void AppendRow(uint32_t position);
   void SetRow(uint32_t position);
   void Rebuild();  // after a worker changed between the decode and the prefill roles
+  // Forgets the remembered queue costs unless they were computed with `config`'s.
+  void KeepQueueCostsFor(const RoutingConfig& config);
 
   std::vector<WorkerState> workers_;
   std::vector<uint32_t> row_;  // position -> row in its role's columns
@@ -238,7 +245,15 @@ class WorkerTable {
     std::vector<int64_t> queue_tokens;
     std::vector<WorkerId> id;
     std::vector<Location> location;
+    // The queue cost last computed for each worker and the queued tokens it is for.
+    std::vector<int64_t> queue_cost_tokens;
+    std::vector<double> queue_cost;
   } prefill_;
+  static constexpr int64_t kNoQueueCost = -1;
+  // What the remembered queue costs were computed with.
+  const PrefillLatencyModel* queue_cost_model_ = nullptr;
+  double queue_cost_weight_ = -1;
+  int queue_cost_block_size_ = 0;
   // Scratch for one decision, by row of the role being chosen.
   std::vector<double> cost_;
   std::vector<uint8_t> candidate_;

@@ -391,11 +391,13 @@ void ExpectSameDecision(const absl::StatusOr<RoutingDecision>& got,
   EXPECT_EQ(got->eligible_prefill_workers, want->eligible_prefill_workers);
 }
 
-// The table (kept up to date by Set, overlaps given per request) and the span form decide exactly
-// as the plain scan: same worker, costs, counts and placement, and the same draws from the RNG.
-// Small value ranges make ties, full workers and saturated queues common.
+// The table (kept up to date by Set, overlaps given per request, queue costs remembered across
+// decisions) and the span form decide exactly as the plain scan: same worker, costs, counts and
+// placement, and the same draws from the RNG. Small value ranges make ties, full workers and
+// saturated queues common.
 TEST(RoutingPolicyTest, WorkerTableDecidesExactlyAsThePlainScan) {
   LinearPrefillLatencyModel model(0.002, 3e-5, 1e-9);
+  LinearPrefillLatencyModel other_model(0.001, 5e-5);
   for (uint64_t seed = 1; seed <= 200; ++seed) {
     SCOPED_TRACE(testing::Message() << "seed " << seed);
     std::mt19937_64 gen(seed);
@@ -430,6 +432,13 @@ TEST(RoutingPolicyTest, WorkerTableDecidesExactlyAsThePlainScan) {
     for (int round = 0; round < 100; ++round) {
       SCOPED_TRACE(testing::Message() << "round " << round);
       config.temperature = pick(5) == 0 ? std::array{0.1, 1.0}[pick(2)] : 0.0;
+      if (pick(10) == 0) {
+        // What the table's remembered queue costs depend on.
+        config.block_size = 1 + static_cast<int>(pick(32));
+        config.prefill_queue_weight = std::array{0.0, 1.0, 0.3}[pick(3)];
+        config.latency_model =
+            std::array<const PrefillLatencyModel*, 3>{&model, &other_model, nullptr}[pick(3)];
+      }
       // Change a few workers (a role change moves one between the decode and prefill columns).
       for (int64_t n = pick(4); n > 0; --n) {
         if (table.size() == 0 || pick(5) == 0) {
