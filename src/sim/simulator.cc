@@ -126,27 +126,19 @@ namespace {
 constexpr int kNone = -1;
 
 // Prefill time from the simulated instances' own step cost, for the routing policy's
-// seconds-based prefill choice.
+// seconds-based prefill choice. A pure function, as the WorkerTable that remembers its answers
+// for each prefill instance's queue requires.
 class StepCostPrefillLatency final : public router::PrefillLatencyModel {
  public:
   explicit StepCostPrefillLatency(const StepCostModel& cost) : cost_(cost) {}
   double PrefillSeconds(int64_t new_tokens, int64_t cached_tokens) const override {
     if (new_tokens <= 0) return 0;
-    // One routing decision asks the same question for every prefill instance without a cached
-    // prefix: remember the last answer.
-    if (new_tokens == last_new_ && cached_tokens == last_cached_) return last_seconds_;
-    last_new_ = new_tokens;
-    last_cached_ = cached_tokens;
-    last_seconds_ =
-        cost_.StepSeconds({.prefill_tokens = new_tokens, .prefill_context_tokens = cached_tokens});
-    return last_seconds_;
+    return cost_.StepSeconds(
+        {.prefill_tokens = new_tokens, .prefill_context_tokens = cached_tokens});
   }
 
  private:
   const StepCostModel& cost_;
-  mutable int64_t last_new_ = -1;
-  mutable int64_t last_cached_ = -1;
-  mutable double last_seconds_ = 0;
 };
 
 struct Sequence {
