@@ -51,6 +51,7 @@ std::vector<std::string> RoleCommandLine(const DeploymentSpec& spec, const Role&
       argv.push_back("router");
       add("--listen", context.listen);
       add("--model", role.model.empty() ? spec.model : role.model);
+      add("--planner", context.planner_url);
       break;
     case RoleKind::kPlanner:
       argv.push_back("planner");

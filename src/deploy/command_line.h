@@ -24,10 +24,11 @@ namespace tandem::deploy {
 
 struct InstanceContext {
   std::string program = "tandem";
-  std::string listen;      // host:port the HTTP server binds (API, control, /metrics, /ready)
-  std::string advertise;   // host:port other processes use to reach this one (engine kinds)
-  std::string kv_listen;   // host:port of the KV transfer listener (engine kinds)
-  std::string router_url;  // http://host:port of the router (every kind but the router)
+  std::string listen;       // host:port the HTTP server binds (API, control, /metrics, /ready)
+  std::string advertise;    // host:port other processes use to reach this one (engine kinds)
+  std::string kv_listen;    // host:port of the KV transfer listener (engine kinds)
+  std::string router_url;   // http://host:port of the router (every kind but the router)
+  std::string planner_url;  // router only: http://host:port of the planner, when there is one
   // Multi-host TP groups: this process's rank in its group ("0" = leader) and the leader's
   // host:port. Strings, because on Kubernetes they are variable references the pod expands.
   std::string node_rank = "0";

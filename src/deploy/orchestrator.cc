@@ -174,6 +174,9 @@ struct Orchestrator::Impl {
   std::string message ABSL_GUARDED_BY(mu);
   int64_t next_member_id ABSL_GUARDED_BY(mu) = 1;
   std::map<std::string, int> next_ordinal ABSL_GUARDED_BY(mu);
+  // The first planner's port, picked when first needed: the router is told it (--planner, for
+  // its dashboard) before the planner, which starts after the router, is running.
+  int planner_port ABSL_GUARDED_BY(mu) = 0;
   // Groups whose leader was reaped but where something may still run (a child it started):
   // SIGKILLed every tick until empty (or given up on after stop_timeout).
   std::map<pid_t, int64_t> lingering_groups ABSL_GUARDED_BY(mu);
@@ -242,6 +245,11 @@ struct Orchestrator::Impl {
       if (candidate.name == instance.role) role = &candidate;
     }
     const std::string router_url = RouterUrl();
+    std::string planner_url;
+    if (role->kind == RoleKind::kRouter && spec.FirstOfKind(RoleKind::kPlanner) != nullptr) {
+      absl::StatusOr<int> port = PlannerPort();
+      if (port.ok()) planner_url = absl::StrCat("http://", kLoopback, ":", *port);
+    }
     const std::string leader =
         absl::StrCat(kLoopback, ":", instance.procs.empty() ? 0 : instance.procs[0].port);
     for (Proc& proc : instance.procs) {
@@ -252,6 +260,7 @@ struct Orchestrator::Impl {
         context.kv_listen = absl::StrCat(kLoopback, ":", proc.kv_port);
       }
       if (role->kind != RoleKind::kRouter) context.router_url = router_url;
+      context.planner_url = planner_url;
       context.node_rank = absl::StrCat(proc.rank);
       context.leader = leader;
       if (role->kind == RoleKind::kPlanner) {
@@ -298,6 +307,13 @@ struct Orchestrator::Impl {
                         {"restart", instance.restarts}});
   }
 
+  absl::StatusOr<int> PlannerPort() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (planner_port == 0) {
+      TANDEM_ASSIGN_OR_RETURN(planner_port, PickFreePort());
+    }
+    return planner_port;
+  }
+
   absl::Status LaunchMember(Unit& unit) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     auto member = std::make_unique<Member>();
     member->id = next_member_id++;
@@ -321,6 +337,8 @@ struct Orchestrator::Impl {
           if (role.kind == RoleKind::kRouter && options.use_router_port && instance.ordinal == 0 &&
               rank == 0 && role.port > 0) {
             proc.port = role.port;
+          } else if (role.kind == RoleKind::kPlanner && instance.ordinal == 0 && rank == 0) {
+            TANDEM_ASSIGN_OR_RETURN(proc.port, PlannerPort());
           } else {
             TANDEM_ASSIGN_OR_RETURN(proc.port, PickFreePort());
           }

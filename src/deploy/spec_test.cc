@@ -141,6 +141,10 @@ roles:
   router_context.listen = "127.0.0.1:8000";
   EXPECT_THAT(RoleCommandLine(*spec, *spec->FindRole("router"), router_context),
               ElementsAre("tandem", "router", "--listen", "127.0.0.1:8000", "--model", "m.gguf"));
+  router_context.planner_url = "http://127.0.0.1:8300";  // the dashboard's planner panel
+  EXPECT_THAT(RoleCommandLine(*spec, *spec->FindRole("router"), router_context),
+              ElementsAre("tandem", "router", "--listen", "127.0.0.1:8000", "--model", "m.gguf",
+                          "--planner", "http://127.0.0.1:8300"));
 }
 
 // Each bad spec must be refused with a message naming the line, the field and what is allowed.

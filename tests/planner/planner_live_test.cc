@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "deploy/supervisor.h"
@@ -344,6 +345,18 @@ throughput: {correction: {min: 1, max: 1}}
   const std::string url = absl::StrCat("http://", router->instances[0].processes[0].address);
   ASSERT_TRUE(Eventually([&] { return Decisions(PlannerMetrics(), "decode", "hold") >= 2; },
                          absl::Seconds(30)));
+  // `tandem up` told the router where the planner is: its dashboard relays the planner's metrics
+  // (polled every 2 s).
+  absl::StatusOr<net::HttpResult> panel;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        panel = net::HttpClient::Fetch(
+            {.url = url + "/dashboard/planner", .timeout = absl::Seconds(5)});
+        return panel.ok() && panel->status == 200 &&
+               absl::StrContains(panel->body, "tandem_planner_decisions_total");
+      },
+      absl::Seconds(10)))
+      << (panel.ok() ? panel->body : panel.status().ToString());
 
   std::string bench_output;
   int bench_exit = -1;
