@@ -23,8 +23,9 @@
 // continues.
 //
 // Work per step is O(1) amortized in the batch size (aggregates of context tokens, a heap of
-// finishing steps); routing is O(instances) per request. Statistics are streaming digests, so
-// memory stays bounded however many requests run.
+// finishing steps); routing is O(instances) per request, over a router::WorkerTable the
+// simulation keeps up to date rather than a fresh array of worker states. Statistics are
+// streaming digests, so memory stays bounded however many requests run.
 //
 //   SimConfig config = ...;     // usually from a scenario (sim/scenario.h)
 //   TANDEM_ASSIGN_OR_RETURN(SimResult result, Simulate(config));
