@@ -38,6 +38,7 @@ struct WorkerFlags {
   std::string leader;
   std::string prefill_fallback = "local";
   std::string kv_transport = "auto";
+  bool kv_verify_shm = false;
   std::string cluster_token;
   int64_t kv_budget = 256ll << 20;
   int threads = 0;
@@ -76,6 +77,7 @@ absl::StatusOr<worker::WorkerOptions> ToOptions(const CLI::App* command, const W
   TANDEM_ASSIGN_OR_RETURN(o.prefill_fallback, worker::ParsePrefillFallback(f.prefill_fallback));
   TANDEM_RETURN_IF_ERROR(
       Annotate(kv::ParseTransport(f.kv_transport, &o.kv_transport), "--kv-transport"));
+  o.kv_verify_shm = f.kv_verify_shm;
   if (f.kv_budget <= 0) return absl::InvalidArgumentError("--kv-budget must be positive (bytes)");
   o.kv_budget_bytes = f.kv_budget;
   if (f.threads < 0) return absl::InvalidArgumentError("--threads must be 0 (all cores) or more");
@@ -156,6 +158,9 @@ void RegisterWorker(CLI::App& root) {
                       "When a remote prefill fails: local (prefill here) or fail");
   command->add_option("--kv-transport", f->kv_transport,
                       "auto (shared memory on one host, else TCP), shm or tcp");
+  command->add_flag("--kv-verify-shm", f->kv_verify_shm,
+                    "Verify the checksum of every KV chunk written through shared memory "
+                    "(TCP chunks always are; costs a hash pass on both workers)");
   command->add_option("--cluster-token", f->cluster_token,
                       "Shared secret of workers and router (TANDEM_CLUSTER_TOKEN); on loopback "
                       "the default is ~/.tandem/cluster-token");

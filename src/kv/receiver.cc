@@ -262,6 +262,7 @@ class ReceiverImpl : public KvReceiver {
         if (begin.want_shared_memory && mapped &&
             (*claimed)->spec().target->SharedOffsets(&accept.block_offsets, &accept.layer_stride)) {
           accept.shared_memory = 1;
+          accept.verify_checksums = options_.verify_shared_memory_checksums ? 1 : 0;
         } else {
           accept.block_offsets.clear();
           accept.layer_stride = 0;

@@ -33,7 +33,10 @@ struct KvReceiverOptions {
   int port = 0;                            // 0: the OS picks; see port()
   std::string token;                       // the cluster token every peer must prove
   const SharedSegment* segment = nullptr;  // announced to same-host senders when set
-  bool verify_shared_memory_checksums = true;
+  // Over shared memory the bytes never cross a wire: verifying each chunk's checksum costs a hash
+  // pass on both sides (about half the copy bandwidth), so it is asked for (--kv-verify-shm).
+  // TCP chunks are always verified.
+  bool verify_shared_memory_checksums = false;
   int handshake_timeout_ms = 5000;
   int max_connections = 256;
   KvMetrics* metrics = nullptr;  // optional

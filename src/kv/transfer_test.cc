@@ -95,6 +95,8 @@ class TransferTest : public ::testing::TestWithParam<bool> {
     options.token = kToken;
     options.segment = segment_.get();
     options.metrics = &metrics_;
+    options.verify_shared_memory_checksums = true;  // off by default; these tests check it
+    receiver_options_ = options;
     auto receiver = KvReceiver::Start(options, table_.get(), Env::Default());
     ASSERT_TRUE(receiver.ok()) << receiver.status();
     receiver_ = std::move(*receiver);
@@ -148,6 +150,7 @@ class TransferTest : public ::testing::TestWithParam<bool> {
   }
 
   bool shared_ = false;
+  KvReceiverOptions receiver_options_;
   const uint64_t epoch_ = 1234;
   MetricsRegistry registry_;
   KvMetrics metrics_{registry_};
@@ -225,6 +228,29 @@ TEST_P(TransferTest, MissingOrOutOfRangeBlocksFailTheTransfer) {
     absl::Status finished = (*transfer)->Finish(7);
     EXPECT_EQ(finished.code(), absl::StatusCode::kInvalidArgument) << finished;
     EXPECT_FALSE(done.Wait().first.ok());
+  }
+}
+
+TEST_P(TransferTest, SharedMemoryWithoutVerificationCopiesTheSameBytes) {
+  // The decode worker's default: shared-memory chunks are copied without checksums.
+  receiver_->Stop();
+  KvReceiverOptions options = receiver_options_;
+  options.verify_shared_memory_checksums = false;
+  auto receiver = KvReceiver::Start(options, table_.get(), Env::Default());
+  ASSERT_TRUE(receiver.ok()) << receiver.status();
+  receiver_ = std::move(*receiver);
+  KvSender sender(KvSenderOptions{.token = kToken, .epoch = 99});
+  for (int round = 0; round < 2; ++round) {
+    Done done;
+    uint64_t id = Reserve(round, &done);
+    auto transfer = sender.Begin("127.0.0.1", receiver_->port(), BeginFor(id));
+    ASSERT_TRUE(transfer.ok()) << transfer.status();
+    EXPECT_EQ((*transfer)->shared_memory(), shared_);
+    for (uint32_t l = 0; l < kLayers; ++l) (*transfer)->SendLayer(l, source_.Layer(l));
+    ASSERT_TRUE((*transfer)->Finish(3).ok());
+    auto [status, first] = done.Wait();
+    EXPECT_TRUE(status.ok()) << status;
+    ExpectFilled(round);
   }
 }
 

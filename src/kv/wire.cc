@@ -100,6 +100,7 @@ void EncodeBody(const AcceptMessage& m, Writer& w) {
   w.U64(m.layer_stride);
   w.U32(static_cast<uint32_t>(m.block_offsets.size()));
   for (uint64_t offset : m.block_offsets) w.U64(offset);
+  w.U8(m.verify_checksums);
 }
 void EncodeBody(const ChunkMessage& m, Writer& w) {
   w.U64(m.reservation_id);
@@ -259,6 +260,11 @@ absl::StatusOr<Message> DecodeBody(MessageType type, std::string_view body) {
       m.block_offsets.resize(count);
       for (uint64_t& offset : m.block_offsets) {
         if (!r.U64(&offset)) return Truncated(type);
+      }
+      if (!r.U8(&m.verify_checksums)) return Truncated(type);
+      if (m.verify_checksums > 1 || (m.verify_checksums == 0 && m.shared_memory != 1)) {
+        return absl::InvalidArgumentError(
+            "kv Accept: checksums can be skipped only over shared memory");
       }
       return done(m);
     }

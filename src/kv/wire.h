@@ -109,6 +109,9 @@ struct AcceptMessage {
   uint8_t shared_memory = 0;
   uint64_t layer_stride = 0;
   std::vector<uint64_t> block_offsets;  // one per block when shared_memory == 1
+  // 1: the receiver verifies every chunk's checksum (always over TCP); 0 (shared memory only):
+  // it does not, so the sender sends checksum 0 and copies without hashing.
+  uint8_t verify_checksums = 1;
 };
 
 // Sender -> receiver: `block_count` consecutive blocks of one layer. Over TCP the payload

@@ -51,6 +51,7 @@ TEST(WireTest, EveryMessageRoundTrips) {
   }
   auto accept = std::get<AcceptMessage>(RoundTrip(Samples()[4]));
   EXPECT_EQ(accept.block_offsets, (std::vector<uint64_t>{8192, 16384}));
+  EXPECT_EQ(accept.verify_checksums, 1);
   auto abort = std::get<AbortMessage>(RoundTrip(Samples()[8]));
   EXPECT_EQ(abort.reason, "too slow");
   EXPECT_EQ(abort.code, RefusalCode::kLeaseExpired);
@@ -95,6 +96,21 @@ TEST(WireTest, BeginShapeLimits) {
     EXPECT_FALSE(
         DecodeBody(MessageType::kBegin, std::string_view(bytes).substr(kHeaderBytes)).ok());
   }
+}
+
+TEST(WireTest, OnlySharedMemoryTransfersMaySkipChecksums) {
+  AcceptMessage shm{1, 1, 64, {4096}, /*verify_checksums=*/0};
+  std::string bytes = EncodeFrame(shm);
+  absl::StatusOr<Message> back =
+      DecodeBody(MessageType::kAccept, std::string_view(bytes).substr(kHeaderBytes));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(std::get<AcceptMessage>(*back).verify_checksums, 0);
+  AcceptMessage tcp{1, 0, 0, {}, /*verify_checksums=*/0};
+  bytes = EncodeFrame(tcp);
+  EXPECT_FALSE(DecodeBody(MessageType::kAccept, std::string_view(bytes).substr(kHeaderBytes)).ok());
+  AcceptMessage odd{1, 1, 64, {4096}, /*verify_checksums=*/2};
+  bytes = EncodeFrame(odd);
+  EXPECT_FALSE(DecodeBody(MessageType::kAccept, std::string_view(bytes).substr(kHeaderBytes)).ok());
 }
 
 TEST(WireTest, AcceptCountCannotAllocateBeyondBody) {

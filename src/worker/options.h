@@ -64,6 +64,8 @@ struct WorkerOptions {
   int tp = 1;
   PrefillFallback prefill_fallback = PrefillFallback::kLocal;
   kv::Transport kv_transport = kv::Transport::kAuto;
+  // Decode side: verify the checksum of every shared-memory chunk (TCP chunks always are).
+  bool kv_verify_shm = false;
   std::string cluster_token;  // resolved (never empty once the worker starts)
   int64_t kv_budget_bytes = 256ll << 20;
   int threads = 0;

@@ -321,9 +321,9 @@ absl::Status Worker::Impl::LoadModel() {
     }
   }
   const engine::TransformerConfig& config = loaded->model.config;
-  layout_ = {.num_layers = config.num_layers,
-             .num_kv_heads = config.num_kv_heads,
-             .head_dim = config.head_dim,
+  layout_ = {.num_layers = static_cast<int>(config.num_layers),
+             .num_kv_heads = static_cast<int>(config.num_kv_heads),
+             .head_dim = static_cast<int>(config.head_dim),
              .block_size = options_.block_size};
   engine::EngineOptions engine_options;
   engine_options.threads = options_.threads;
@@ -354,7 +354,7 @@ absl::Status Worker::Impl::LoadModel() {
       engine::Engine::Create(std::move(loaded->model), engine_options);
   if (!engine.ok()) return Annotate(engine.status(), "starting the engine");
   engine_ = std::move(*engine);
-  limits_ = {.vocab_size = engine_->model_config().vocab_size,
+  limits_ = {.vocab_size = static_cast<int32_t>(engine_->model_config().vocab_size),
              .max_context = engine_->max_context(),
              .max_timeout_ms = options_.max_prefill_timeout_ms};
   events_ = std::make_unique<KvEventHub>(&engine_->kv_pool(), epoch_);
@@ -366,6 +366,7 @@ absl::Status Worker::Impl::LoadModel() {
     receiver_options.port = options_.kv_listen.port;
     receiver_options.token = options_.cluster_token;
     receiver_options.segment = segment_.get();
+    receiver_options.verify_shared_memory_checksums = options_.kv_verify_shm;
     receiver_options.metrics = &metrics_.kv();
     absl::StatusOr<std::unique_ptr<kv::KvReceiver>> receiver =
         kv::KvReceiver::Start(receiver_options, table_.get(), env_);
