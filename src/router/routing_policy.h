@@ -188,9 +188,9 @@ struct WorkerOverlap {
 // The workers' state in columns, kept up to date by a caller that routes often over many workers
 // (the simulator: 1,000 instances, a decision per simulated request). DecideRoute over a table
 // reads only the columns each choice needs, in tight loops over the workers of that role, and
-// allocates nothing once warm; DecideRoute over a span of WorkerStates builds a table and calls
-// it, so both give the same decision for the same state and RNG (routing_policy_test checks the
-// table against a plain scan on randomized input, ties included).
+// allocates nothing once warm; DecideRoute over a span of WorkerStates fills a table of its own
+// (one per thread) and calls it, so both give the same decision for the same state and RNG
+// (routing_policy_test checks both against a plain scan on randomized input, ties included).
 //
 //   WorkerTable table;
 //   for (const WorkerState& worker : workers) table.Add(worker);
@@ -208,7 +208,7 @@ class WorkerTable {
  public:
   // Adds a worker at position size(); its overlap_blocks is ignored (overlaps are per request).
   uint32_t Add(const WorkerState& worker);
-  // Replaces the state of the worker at `position` (overlap_blocks ignored).
+  // Replaces the state of the worker at `position` < size() (overlap_blocks ignored).
   void Set(uint32_t position, const WorkerState& worker);
   // Replaces all workers (overlap_blocks ignored); reuses the columns' memory.
   void Assign(std::span<const WorkerState> workers);
