@@ -6,6 +6,7 @@
 //
 // Prints one JSON object per run (one configuration per process, so peak RSS is its own).
 #include <immintrin.h>
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include "engine/kernels.h"
 #include "engine/model_loader.h"
 #include "engine/random_model.h"
+#include "model/model.h"
 #include "model/model_writer.h"
 #include "nlohmann/json.hpp"
 
@@ -90,6 +92,26 @@ std::vector<int32_t> Tokens(int64_t count, int64_t vocab, int salt) {
   for (int64_t i = 0; i < count; ++i)
     tokens[i] = static_cast<int32_t>((i * 7919 + salt * 104729) % vocab);
   return tokens;
+}
+
+// Resident memory by kind (MiB), on stderr when TANDEM_BENCH_MEMORY is set: where peak RSS
+// comes from.
+void TraceMemory(const char* stage) {
+  if (getenv("TANDEM_BENCH_MEMORY") == nullptr) return;
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return;
+  char line[256];
+  std::string fields;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    std::string text(line);
+    for (const char* key : {"VmHWM", "VmRSS", "RssAnon", "RssFile"}) {
+      if (text.rfind(key, 0) == 0) fields += " " + text.substr(0, text.size() - 1);
+    }
+  }
+  std::fclose(f);
+  const struct mallinfo2 heap = mallinfo2();
+  std::fprintf(stderr, "memory %-16s%s heap-in-use: %zu kB heap-mmapped: %zu kB\n", stage,
+               fields.c_str(), (heap.uordblks + heap.hblkhd) >> 10, heap.hblkhd >> 10);
 }
 
 int64_t MatmulParams(const TransformerConfig& c) {
@@ -173,14 +195,23 @@ int Run(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &startup_usage);
   const double startup_rss = startup_usage.ru_maxrss * 1024.0;
 
+  TraceMemory("startup");
   EngineModel model;
   if (!model_path.empty()) {
-    auto loaded = LoadEngineModel(model_path);
+    // The weights only: the engine computes on token ids, and a tokenizer (LoadEngineModel
+    // builds one for the serving path) would put ~45 MB of heap for a 152k vocabulary into
+    // this process's peak, none of it the engine's.
+    auto file = model::LoadModel(model_path);
+    if (!file.ok()) {
+      std::fprintf(stderr, "engine_bench: %s\n", file.status().ToString().c_str());
+      return 1;
+    }
+    auto loaded = EngineModelFromModel(std::move(file).value());
     if (!loaded.ok()) {
       std::fprintf(stderr, "engine_bench: %s\n", loaded.status().ToString().c_str());
       return 1;
     }
-    model = std::move(loaded->model);
+    model = std::move(loaded).value();
     model.name = shape;
   } else {
     auto type = ParseWeightType(dtype);
@@ -202,6 +233,7 @@ int Run(int argc, char** argv) {
     std::shared_ptr<RandomModel> owned = std::move(random).value();
     model = {.name = shape, .config = owned->config, .weights = owned->weights, .keepalive = owned};
   }
+  TraceMemory("model loaded");
   const TransformerConfig config = model.config;
   const int64_t prompt = 64, decode_tokens = 64;
   const int block_size = 16;
@@ -225,6 +257,7 @@ int Run(int argc, char** argv) {
     return 1;
   }
   Engine& engine = **engine_or;
+  TraceMemory("engine created");
   Transformer& transformer = engine.transformer();
   BlockPool& pool = engine.kv_pool();
 
@@ -240,6 +273,7 @@ int Run(int argc, char** argv) {
     if (!transformer.Forward({&chunk, 1}, pool, logits.data()).ok()) return 1;
     prefill_seconds = std::min(prefill_seconds, Now() - start);
   }
+  TraceMemory("prefill");
   const double attention_flops =
       2.0 * 2 * config.num_layers * config.num_heads * config.head_dim * (512.0 * 513 / 2);
   const double prefill_flops = 2.0 * MatmulParams(config) * 512 + attention_flops +
@@ -261,6 +295,7 @@ int Run(int argc, char** argv) {
     token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   const double decode_seconds = (Now() - decode_start) / decode_tokens;
+  TraceMemory("decode");
   pool.Release(blocks);
   const double mean_context = prompt + decode_tokens / 2.0;
   const double bytes_per_token = transformer.weight_bytes() + mean_context * layout.token_bytes();
@@ -269,7 +304,9 @@ int Run(int argc, char** argv) {
 
   // Continuous batching through the engine loop.
   const double batch1 = BatchedDecodeRate(engine, 1, prompt, decode_tokens);
+  TraceMemory("batch 1");
   const double batched = BatchedDecodeRate(engine, sequences, prompt, decode_tokens);
+  TraceMemory("batch 32");
 
   struct rusage usage;
   getrusage(RUSAGE_SELF, &usage);

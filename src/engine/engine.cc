@@ -78,6 +78,12 @@ Engine::Engine(EngineModel model, const EngineOptions& options)
                                          : model_.config.max_context;
   model_.config.max_context = max_context_;
   threads_ = std::make_unique<ThreadPool>(options.threads);
+  // Address space for the most logits rows a step can ask for (one per sequence in the step),
+  // reserved once: pages are only touched as steps use them, and the buffer never moves. Grown
+  // on demand instead, every larger batch left the previous buffer (up to 32 x 152k floats)
+  // behind as freed but resident heap.
+  logits_.reserve(std::min(options.max_running, options.max_batch_tokens) *
+                  model_.config.vocab_size);
   scheduler_config_ = {.max_batch_tokens = options.max_batch_tokens,
                        .max_running = options.max_running,
                        .block_size = options.block_size,

@@ -52,56 +52,64 @@ void Sampler::Accept(int32_t token) {
 absl::StatusOr<SampledToken> Sampler::Sample(std::span<const float> logits) {
   const int64_t vocab = static_cast<int64_t>(logits.size());
   if (vocab == 0) return absl::InvalidArgumentError("empty logits");
-  // Vocabulary-sized scratch is per thread, not per sequence: a batch of many sequences would
-  // otherwise hold a copy of the logits each.
-  thread_local std::vector<float> work_;
-  thread_local std::vector<int32_t> order_;
-  work_.assign(logits.begin(), logits.end());
   for (int64_t i = 0; i < vocab; ++i) {
-    if (!std::isfinite(work_[i])) {
+    if (!std::isfinite(logits[i])) {
       return absl::InvalidArgumentError(absl::StrCat("the model produced a non-finite logit (",
-                                                     work_[i], ") for token ", i,
+                                                     logits[i], ") for token ", i,
                                                      "; the weights or activations overflowed"));
     }
   }
-  if (params_.repetition_penalty != 1.0f) {
-    for (int32_t token : seen_) {
-      if (token < 0 || token >= vocab) continue;
-      float& logit = work_[token];
-      logit = logit > 0 ? logit / params_.repetition_penalty : logit * params_.repetition_penalty;
+  // Penalties change a copy; without them (greedy and most sampling) the logits are read in
+  // place. Vocabulary-sized scratch is per thread, not per sequence: a batch of many sequences
+  // would otherwise hold a copy of the logits each.
+  thread_local std::vector<float> work_;
+  thread_local std::vector<int32_t> order_;
+  const bool penalized =
+      (params_.repetition_penalty != 1.0f && !seen_.empty()) || !generated_.empty();
+  const float* values = logits.data();
+  if (penalized) {
+    work_.assign(logits.begin(), logits.end());
+    if (params_.repetition_penalty != 1.0f) {
+      for (int32_t token : seen_) {
+        if (token < 0 || token >= vocab) continue;
+        float& logit = work_[token];
+        logit = logit > 0 ? logit / params_.repetition_penalty : logit * params_.repetition_penalty;
+      }
     }
+    for (const auto& [token, count] : generated_) {
+      if (token < 0 || token >= vocab) continue;
+      work_[token] -= params_.presence_penalty + params_.frequency_penalty * count;
+    }
+    values = work_.data();
   }
-  for (const auto& [token, count] : generated_) {
-    if (token < 0 || token >= vocab) continue;
-    work_[token] -= params_.presence_penalty + params_.frequency_penalty * count;
-  }
+  const std::span<const float> scores(values, vocab);
 
   SampledToken result;
-  const float max_logit = *std::max_element(work_.begin(), work_.end());
+  const float max_logit = *std::max_element(scores.begin(), scores.end());
   // The log-softmax normalizer costs one exp per vocabulary entry: only when asked for.
   double log_normalizer = 0;
   const bool want_logprobs = params_.logprobs || params_.top_logprobs > 0;
   if (want_logprobs) {
     double sum = 0;
-    for (float logit : work_) sum += std::exp(static_cast<double>(logit - max_logit));
+    for (float logit : scores) sum += std::exp(static_cast<double>(logit - max_logit));
     log_normalizer = max_logit + std::log(sum);
   }
   auto logprob = [&](int32_t token) {
-    return want_logprobs ? static_cast<float>(work_[token] - log_normalizer) : 0.0f;
+    return want_logprobs ? static_cast<float>(scores[token] - log_normalizer) : 0.0f;
   };
   if (params_.top_logprobs > 0) {
     const int64_t n = std::min<int64_t>(params_.top_logprobs, vocab);
     order_.resize(vocab);
     std::iota(order_.begin(), order_.end(), 0);
     std::partial_sort(order_.begin(), order_.begin() + n, order_.end(), [&](int32_t a, int32_t b) {
-      return work_[a] > work_[b] || (work_[a] == work_[b] && a < b);
+      return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
     });
     for (int64_t i = 0; i < n; ++i) result.top.push_back({order_[i], logprob(order_[i])});
   }
 
   int32_t chosen = 0;
   if (params_.temperature == 0 || params_.top_k == 1) {
-    chosen = static_cast<int32_t>(std::max_element(work_.begin(), work_.end()) - work_.begin());
+    chosen = static_cast<int32_t>(std::max_element(scores.begin(), scores.end()) - scores.begin());
   } else {
     // Candidates sorted by logit (top-k cut first), then softmax at the temperature, min-p and
     // top-p cuts, and one uniform draw.
@@ -109,7 +117,7 @@ absl::StatusOr<SampledToken> Sampler::Sample(std::span<const float> logits) {
     order_.resize(vocab);
     std::iota(order_.begin(), order_.end(), 0);
     auto by_logit = [&](int32_t a, int32_t b) {
-      return work_[a] > work_[b] || (work_[a] == work_[b] && a < b);
+      return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
     };
     const bool need_sorted = params_.top_p < 1.0f || candidates < vocab;
     if (need_sorted) {
@@ -119,7 +127,7 @@ absl::StatusOr<SampledToken> Sampler::Sample(std::span<const float> logits) {
     std::vector<double> probs(candidates);
     double total = 0;
     for (int64_t i = 0; i < candidates; ++i) {
-      probs[i] = std::exp((static_cast<double>(work_[order_[i]]) - max_logit) * inverse_t);
+      probs[i] = std::exp((static_cast<double>(scores[order_[i]]) - max_logit) * inverse_t);
       total += probs[i];
     }
     if (params_.min_p > 0) {

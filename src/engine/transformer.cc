@@ -12,8 +12,10 @@
 namespace tandem::engine {
 namespace {
 
-// Rows per MLP slice (see Forward).
-constexpr int64_t kMlpRows = 128;
+// Rows per MLP slice (see Forward): a 32-sequence decode step is one slice, and the int8 and BF16
+// kernels run as fast on 32 rows as on more, so longer slices would only grow the gate/up
+// buffers (2 x 32 x 4864 floats for qwen2.5-0.5b).
+constexpr int64_t kMlpRows = 32;
 
 absl::Status CheckMatrix(const WeightMatrix& m, const std::string& name, int64_t rows,
                          int64_t cols) {
@@ -187,7 +189,6 @@ absl::Status Transformer::Forward(std::span<const SequenceChunk> batch, const Bl
   q_.resize(total * q_dim);
   k_.resize(total * kv_dim);
   v_.resize(total * kv_dim);
-  attention_.resize(total * q_dim);
   gate_.resize(std::min(total, kMlpRows) * ff);
   up_.resize(std::min(total, kMlpRows) * ff);
   down_.resize(std::min(total, kMlpRows) * h);
@@ -268,7 +269,7 @@ absl::Status Transformer::Forward(std::span<const SequenceChunk> batch, const Bl
     }
     if (on_layer_done) on_layer_done(static_cast<int>(l));
     Attention(static_cast<int>(l), batch, kv);
-    MatMul(*pool_, lw.wo, attention_.data(), total, normed_.data());
+    MatMul(*pool_, lw.wo, q_.data(), total, normed_.data());  // q_ now holds attention output
     for (int64_t i = 0; i < total * h; ++i) x_[i] += normed_[i];
 
     for (int64_t r = 0; r < total; ++r) {
@@ -322,12 +323,13 @@ void Transformer::Attention(int layer, std::span<const SequenceChunk> batch, con
       const int64_t r = item / c.num_heads, head = item % c.num_heads, kv_head = head / group;
       const SequenceChunk& chunk = batch[row_chunk_[r]];
       const int64_t length = positions_[r] + 1;  // causal: positions 0 .. own
-      const float* q = q_.data() + r * q_dim + head * hd;
-      float* out = attention_.data() + r * q_dim + head * hd;
+      // The output replaces the query in place: a work item reads only its own query, and
+      // only before it writes.
+      float* out = q_.data() + r * q_dim + head * hd;
       scores.resize(length);
       for (int64_t start = 0; start < length; start += bs) {
         const int64_t slots = std::min<int64_t>(bs, length - start);
-        BlockScoresF32(kv.Keys(chunk.blocks[start / bs], layer, kv_head), bs, slots, q, hd,
+        BlockScoresF32(kv.Keys(chunk.blocks[start / bs], layer, kv_head), bs, slots, out, hd,
                        scores.data() + start);
       }
       float max_score = -INFINITY;

@@ -129,7 +129,7 @@ class Transformer {
   std::vector<float> output_norm_;
 
   // Scratch, sized for the largest step seen.
-  std::vector<float> x_, normed_, q_, k_, v_, attention_, gate_, up_, down_, rope_cos_, rope_sin_;
+  std::vector<float> x_, normed_, q_, k_, v_, gate_, up_, down_, rope_cos_, rope_sin_;
   std::vector<int64_t> positions_;
   std::vector<int32_t> row_chunk_;
 };
