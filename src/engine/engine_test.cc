@@ -389,5 +389,38 @@ TEST(EngineTest, DisaggregatedPrefillAndDecodeMatchAggregated) {
   EXPECT_EQ(target.Stats().referenced_blocks, 0);
 }
 
+// An import needs the prompt's KV, not its logits (the first token comes with it): when every
+// block of the prompt, the last token's included, is cached locally, the reservation says so
+// and nothing is left to transfer; decoding from it matches the aggregated run.
+TEST(EngineTest, ImportOfAFullyCachedPromptTransfersNothing) {
+  const std::vector<int32_t> prompt = Prompt(16, 5);  // 4 full blocks
+  const std::vector<int32_t> expected = Alone(prompt, 10);
+  auto engine = Engine::Create(TinyModel(), Options());
+  ASSERT_TRUE(engine.ok());
+  RunAll(**engine, {Greedy(prompt, 1)});  // caches the prompt's 4 blocks
+
+  auto reservation = (*engine)->ReserveImport(prompt);
+  ASSERT_TRUE(reservation.ok()) << reservation.status();
+  EXPECT_EQ(reservation->cached_tokens, 16);
+  EXPECT_EQ(reservation->blocks.size(), 4u);
+  EXPECT_EQ(reservation->first_block_to_fill, 4);
+
+  std::vector<int32_t> tokens = {expected[0]};
+  std::promise<void> finished;
+  GenerateRequest continuation = Greedy(prompt, 10);
+  continuation.on_token = [&](const TokenEvent& t) {
+    tokens.push_back(t.sampled.token);
+    return true;
+  };
+  continuation.on_finish = [&](const FinishEvent&) { finished.set_value(); };
+  ASSERT_TRUE((*engine)
+                  ->CompleteImport(reservation->reservation_id, std::move(continuation),
+                                   expected[0], HashKvBlocks(prompt, 4))
+                  .ok());
+  finished.get_future().wait();
+  EXPECT_EQ(tokens, expected);
+  EXPECT_EQ((*engine)->kv_pool().Stats().referenced_blocks, 0);
+}
+
 }  // namespace
 }  // namespace tandem::engine
