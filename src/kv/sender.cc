@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -29,9 +30,53 @@ struct KvSender::PeerConnection {
   uint64_t receiver_epoch = 0;
   std::unique_ptr<SharedSegment> segment;  // the receiver's segment, when mapped
 
+  // The thread that streams this connection's transfers (one at a time), kept across transfers
+  // so a transfer does not pay for starting one.
+  void Start(std::function<void()> task) {
+    absl::MutexLock lock(&mu);
+    if (!thread.joinable()) thread = std::thread([this] { Loop(); });
+    pending = std::move(task);
+    running = true;
+  }
+  // Waits until the task given to Start returned.
+  void Wait() {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](bool* running) { return !*running; }, &running));
+  }
+
   ~PeerConnection() {
+    {
+      absl::MutexLock lock(&mu);
+      closing = true;
+    }
+    if (thread.joinable()) thread.join();
     if (fd >= 0) ::close(fd);
   }
+
+ private:
+  void Loop() {
+    while (true) {
+      std::function<void()> task;
+      {
+        absl::MutexLock lock(&mu);
+        mu.Await(absl::Condition(this, &PeerConnection::HasWork));
+        if (pending == nullptr) return;  // closing
+        task = std::move(pending);
+        pending = nullptr;
+      }
+      task();
+      absl::MutexLock lock(&mu);
+      running = false;
+    }
+  }
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return pending != nullptr || closing; }
+
+  absl::Mutex mu;
+  std::thread thread;
+  std::function<void()> pending ABSL_GUARDED_BY(mu);
+  bool running ABSL_GUARDED_BY(mu) = false;
+  bool closing ABSL_GUARDED_BY(mu) = false;
 };
 
 absl::Status ParseTransport(const std::string& text, Transport* transport) {
@@ -88,7 +133,7 @@ class TransferImpl : public OutgoingTransfer {
         accept_(std::move(accept)),
         start_(std::chrono::steady_clock::now()),
         wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    thread_ = std::thread([this] { Run(); });
+    connection_->Start([this] { Run(); });
   }
 
   ~TransferImpl() override {
@@ -103,6 +148,7 @@ class TransferImpl : public OutgoingTransfer {
     {
       absl::MutexLock lock(&mu_);
       queue_.push_back({layer, first_block, std::move(blocks)});
+      if (!idle_) return;  // the sender thread is busy and takes it next
     }
     Wake();
   }
@@ -150,7 +196,8 @@ class TransferImpl : public OutgoingTransfer {
       }
     }
     Wake();
-    if (thread_.joinable()) thread_.join();
+    if (!stopped_) connection_->Wait();
+    stopped_ = true;
   }
 
   void Report(bool ok) {
@@ -266,28 +313,53 @@ class TransferImpl : public OutgoingTransfer {
     uint64_t checksum = hash ? XXH3_64bits_digest(state) : 0;
     XXH3_freeState(state);
     bytes_sent_ += job.blocks.size() * bytes;
-    return internal::WriteFrame(
-        connection_->fd, ChunkMessage{begin_.reservation_id, job.layer, job.first_block,
-                                      static_cast<uint32_t>(job.blocks.size()), 0, checksum});
+    const ChunkMessage chunk{begin_.reservation_id,
+                             job.layer,
+                             job.first_block,
+                             static_cast<uint32_t>(job.blocks.size()),
+                             0,
+                             checksum};
+    if (!hash) {
+      // Nothing to verify on the other side: the frames only tell it which blocks are in place,
+      // so they go out together when the queue runs dry (one write, one wake-up).
+      pending_frames_ += EncodeFrame(chunk);
+      return absl::OkStatus();
+    }
+    return internal::WriteFrame(connection_->fd, chunk);
+  }
+
+  absl::Status FlushPending() {
+    if (pending_frames_.empty()) return absl::OkStatus();
+    std::string frames = std::move(pending_frames_);
+    pending_frames_.clear();
+    return internal::WriteAll(connection_->fd, {{frames.data(), frames.size()}});
   }
 
   void Run() {
     while (true) {
       Job job;
-      bool have_job = false;
+      bool have_job = false, finishing = false;
       {
         absl::MutexLock lock(&mu_);
         if (aborting_ || !failure_.ok()) return;
+        idle_ = false;
         if (!queue_.empty()) {
           job = std::move(queue_.front());
           queue_.pop_front();
           have_job = true;
-        } else if (finishing_) {
-          return;
+        } else {
+          finishing = finishing_;
         }
       }
       absl::Status status;
-      if (!have_job) {
+      if (!have_job) status = FlushPending();
+      if (status.ok() && finishing) return;
+      if (status.ok() && !have_job) {
+        {
+          absl::MutexLock lock(&mu_);
+          if (!queue_.empty() || finishing_ || aborting_) continue;
+          idle_ = true;  // from here on SendBlocks wakes this thread
+        }
         // Idle between layers: watch the socket too, so a receiver's Abort (lease expired,
         // request cancelled) is acknowledged at once and its blocks go back to the pool.
         pollfd fds[2] = {{connection_->fd, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
@@ -297,7 +369,7 @@ class TransferImpl : public OutgoingTransfer {
           (void)!::read(wake_fd_, &count, sizeof(count));
         }
         if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) status = CheckIncoming();
-      } else {
+      } else if (status.ok()) {
         status = CheckIncoming();
         if (status.ok() && (job.blocks.empty() || job.first_block >= begin_.num_blocks ||
                             job.blocks.size() > begin_.num_blocks - job.first_block)) {
@@ -329,8 +401,8 @@ class TransferImpl : public OutgoingTransfer {
   const BeginMessage begin_;
   const AcceptMessage accept_;
   const std::chrono::steady_clock::time_point start_;
-  const int wake_fd_;  // wakes the sender thread when work arrives
-  std::thread thread_;
+  const int wake_fd_;     // wakes the sender thread when work arrives
+  bool stopped_ = false;  // Run has returned
   uint64_t bytes_sent_ = 0;
   bool ended_ = false;
   bool receiver_aborted_ = false;
@@ -339,6 +411,8 @@ class TransferImpl : public OutgoingTransfer {
   std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool aborting_ ABSL_GUARDED_BY(mu_) = false;
+  bool idle_ ABSL_GUARDED_BY(mu_) = false;  // the sender thread waits for work or the socket
+  std::string pending_frames_;              // sender thread only
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
 };
 
