@@ -173,55 +173,63 @@ void MatMulGemm(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t
   });
 }
 
-bool HasLowPrecisionPath(WeightType type) {
-  return (type == WeightType::kBF16 && LowPrecision().bf16_dots != nullptr) ||
-         (type == WeightType::kQ8_0 &&
-          (LowPrecision().q8_to_bf16 != nullptr || LowPrecision().q8_dots != nullptr));
+namespace {
+
+// The low-precision path in two parts: the activations converted once on the calling thread
+// (BF16, or int8 Q8 with VNNI), then any range of weight rows against them on any thread.
+enum class LowPrecisionKind { kNone, kBf16, kQ8Int8, kQ8ViaBf16 };
+
+LowPrecisionKind LowPrecisionKindFor(WeightType type) {
+  const internal::LowPrecisionKernels& k = LowPrecision();
+  if (type == WeightType::kBF16 && k.bf16_dots != nullptr) return LowPrecisionKind::kBf16;
+  if (type == WeightType::kQ8_0 && k.q8_dots != nullptr) return LowPrecisionKind::kQ8Int8;
+  if (type == WeightType::kQ8_0 && k.q8_to_bf16 != nullptr) return LowPrecisionKind::kQ8ViaBf16;
+  return LowPrecisionKind::kNone;
 }
 
-void MatMulLowPrecision(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n,
-                        float* out) {
+// Converts n rows of `cols` floats for `kind`, into a buffer of the calling thread (workers see
+// their own thread_local objects, so it is handed to them by pointer).
+const void* ConvertActivations(LowPrecisionKind kind, const float* x, int64_t n, int64_t cols) {
   const internal::LowPrecisionKernels& k = LowPrecision();
-  // Row chunks in multiples of the kernels' 4-row tiles.
-  const int64_t grain = std::max<int64_t>(8, 16384 / std::max<int64_t>(1, w.cols)) / 4 * 4;
-  if (w.type == WeightType::kBF16 && k.bf16_dots != nullptr) {
-    thread_local std::vector<uint16_t> xb;
-    xb.resize(n * w.cols);
-    for (int64_t i = 0; i < n; ++i) k.f32_to_bf16(x + i * w.cols, w.cols, xb.data() + i * w.cols);
-    // Workers see their own thread_local objects: hand them this thread's buffer by pointer.
-    const uint16_t* converted = xb.data();
-    pool.ParallelFor(w.rows, grain, [&](int64_t begin, int64_t end) {
+  if (kind == LowPrecisionKind::kQ8Int8) {
+    // Q8_0 x Q8 activations on VNNI for every batch size: one kernel, so an output never
+    // depends on the batch, and int8 products need no widening of the weights.
+    const int64_t xs = internal::Q8ActivationBytes(cols);
+    thread_local std::vector<uint8_t> quantized;
+    quantized.resize(n * xs);
+    for (int64_t i = 0; i < n; ++i) k.quantize_q8(x + i * cols, cols, quantized.data() + i * xs);
+    return quantized.data();
+  }
+  thread_local std::vector<uint16_t> xb;
+  xb.resize(n * cols);
+  for (int64_t i = 0; i < n; ++i) k.f32_to_bf16(x + i * cols, cols, xb.data() + i * cols);
+  return xb.data();
+}
+
+// Rows [begin, end) of `w` against the converted activations; out[t * w.rows + r].
+void LowPrecisionRows(LowPrecisionKind kind, const WeightMatrix& w, const void* activations,
+                      int64_t n, int64_t begin, int64_t end, float* out) {
+  const internal::LowPrecisionKernels& k = LowPrecision();
+  switch (kind) {
+    case LowPrecisionKind::kBf16: {
+      const auto* converted = static_cast<const uint16_t*>(activations);
       StagedRows(begin, end, n, out, w.rows, [&](int64_t r, int64_t rows, float* o, int64_t os) {
         k.bf16_dots(w.row(r), w.row_bytes(), rows, w.cols, converted, w.cols, n, o, os);
       });
-    });
-    return;
-  }
-  if (w.type == WeightType::kQ8_0 && k.q8_dots != nullptr) {
-    // Q8_0 x Q8 activations on VNNI for every batch size: one kernel, so an output never
-    // depends on the batch, and int8 products need no widening of the weights.
-    const int64_t xs = internal::Q8ActivationBytes(w.cols);
-    thread_local std::vector<uint8_t> quantized;
-    quantized.resize(n * xs);
-    for (int64_t i = 0; i < n; ++i)
-      k.quantize_q8(x + i * w.cols, w.cols, quantized.data() + i * xs);
-    const uint8_t* activations = quantized.data();
-    pool.ParallelFor(w.rows, grain, [&](int64_t begin, int64_t end) {
+      return;
+    }
+    case LowPrecisionKind::kQ8Int8: {
+      const auto* quantized = static_cast<const uint8_t*>(activations);
       StagedRows(begin, end, n, out, w.rows,
                  [&](int64_t first, int64_t count, float* o, int64_t os) {
-                   k.q8_dots(w.row(first), w.row_bytes(), count, w.cols, activations, n, o, os);
+                   k.q8_dots(w.row(first), w.row_bytes(), count, w.cols, quantized, n, o, os);
                  });
-    });
-    return;
-  }
-  if (w.type == WeightType::kQ8_0 && k.q8_to_bf16 != nullptr) {
-    // Without VNNI: each 4-row tile is widened to BF16 in L1 once and then used by every input
-    // row on the BF16 kernel.
-    thread_local std::vector<uint16_t> xb;
-    xb.resize(n * w.cols);
-    for (int64_t i = 0; i < n; ++i) k.f32_to_bf16(x + i * w.cols, w.cols, xb.data() + i * w.cols);
-    const uint16_t* converted = xb.data();
-    pool.ParallelFor(w.rows, grain, [&](int64_t begin, int64_t end) {
+      return;
+    }
+    case LowPrecisionKind::kQ8ViaBf16: {
+      // Without VNNI: each 4-row tile is widened to BF16 in L1 once and then used by every
+      // input row on the BF16 kernel.
+      const auto* converted = static_cast<const uint16_t*>(activations);
       thread_local std::vector<uint16_t> tile;
       tile.resize(4 * w.cols);
       StagedRows(
@@ -238,10 +246,62 @@ void MatMulLowPrecision(ThreadPool& pool, const WeightMatrix& w, const float* x,
                           converted, w.cols, n, o + (r - first), os);
             }
           });
-    });
+      return;
+    }
+    case LowPrecisionKind::kNone:
+      return;
+  }
+}
+
+// Row chunks in multiples of the kernels' 4-row tiles, with enough work per chunk that the
+// hand-off cost stays small.
+int64_t LowPrecisionGrain(int64_t cols) {
+  return std::max<int64_t>(8, 16384 / std::max<int64_t>(1, cols)) / 4 * 4;
+}
+
+}  // namespace
+
+void MatMulLowPrecision(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n,
+                        float* out) {
+  const LowPrecisionKind kind = LowPrecisionKindFor(w.type);
+  if (kind == LowPrecisionKind::kNone) {
+    MatMulRowKernels(pool, w, x, n, out);
     return;
   }
-  MatMulRowKernels(pool, w, x, n, out);
+  const void* activations = ConvertActivations(kind, x, n, w.cols);
+  pool.ParallelFor(w.rows, LowPrecisionGrain(w.cols), [&](int64_t begin, int64_t end) {
+    LowPrecisionRows(kind, w, activations, n, begin, end, out);
+  });
+}
+
+void MatMulShared(ThreadPool& pool, std::span<const WeightMatrix* const> w, const float* x,
+                  int64_t n, std::span<float* const> out) {
+  const LowPrecisionKind kind =
+      w.empty() ? LowPrecisionKind::kNone : LowPrecisionKindFor(w[0]->type);
+  bool same = kind != LowPrecisionKind::kNone;
+  int64_t total = 0;
+  for (const WeightMatrix* m : w) {
+    same = same && m->type == w[0]->type && m->cols == w[0]->cols;
+    total += m->rows;
+  }
+  if (!same) {
+    for (size_t i = 0; i < w.size(); ++i) MatMul(pool, *w[i], x, n, out[i]);
+    return;
+  }
+  // The matrices' rows as one range: one hand-off to the pool and one conversion of x for all.
+  const void* activations = ConvertActivations(kind, x, n, w[0]->cols);
+  pool.ParallelFor(total, LowPrecisionGrain(w[0]->cols), [&](int64_t begin, int64_t end) {
+    int64_t first = 0;
+    for (size_t i = 0; i < w.size() && first < end; first += w[i]->rows, ++i) {
+      const int64_t from = std::max(begin, first), to = std::min(end, first + w[i]->rows);
+      if (from < to)
+        LowPrecisionRows(kind, *w[i], activations, n, from - first, to - first, out[i]);
+    }
+  });
+}
+
+bool HasLowPrecisionPath(WeightType type) {
+  return LowPrecisionKindFor(type) != LowPrecisionKind::kNone;
 }
 
 void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n, float* out) {

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "engine/thread_pool.h"
 #include "engine/weight_types.h"
@@ -34,6 +35,12 @@ namespace tandem::engine {
 inline constexpr int64_t kGemmMinRows = 12;
 
 void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n, float* out);
+// out[i] = MatMul(w[i], x) for matrices sharing the input (Q, K and V; gate and up): where they
+// have one type and width on the narrow-precision path, x is converted once and all their rows
+// go to the pool as one range (one hand-off instead of one per matrix); else one MatMul each.
+// Each output is computed exactly as MatMul computes it.
+void MatMulShared(ThreadPool& pool, std::span<const WeightMatrix* const> w, const float* x,
+                  int64_t n, std::span<float* const> out);
 
 // The same, forcing one path (benchmarks and tests compare them).
 void MatMulRowKernels(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n,

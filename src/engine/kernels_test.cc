@@ -256,6 +256,32 @@ TEST(KernelsTest, LowPrecisionPathsStayCloseToTheReference) {
   }
 }
 
+// Matrices sharing an input in one call give exactly what one MatMul each gives, for every path
+// (mixed types fall back to one MatMul each).
+TEST(KernelsTest, MatMulSharedEqualsOneMatMulEach) {
+  SCOPED_TRACE(testing::Message() << "seed " << kSeed);
+  Random random(kSeed + 6);
+  ThreadPool pool(2);
+  for (WeightType type : {WeightType::kF32, WeightType::kBF16, WeightType::kQ8_0}) {
+    Matrix a = MakeMatrix(type, 36, 96, random), b = MakeMatrix(type, 8, 96, random);
+    Matrix c = MakeMatrix(type == WeightType::kQ8_0 ? WeightType::kBF16 : type, 8, 96, random);
+    for (int64_t n : {1, 5, 33}) {
+      std::vector<float> x = RandomFloats(n * 96, random);
+      for (bool mixed : {false, true}) {
+        const Matrix& second = mixed ? c : b;
+        std::vector<float> want_a(n * 36), want_b(n * 8), got_a(n * 36), got_b(n * 8);
+        MatMul(pool, a.view, x.data(), n, want_a.data());
+        MatMul(pool, second.view, x.data(), n, want_b.data());
+        const WeightMatrix* w[] = {&a.view, &second.view};
+        float* out[] = {got_a.data(), got_b.data()};
+        MatMulShared(pool, w, x.data(), n, out);
+        EXPECT_EQ(got_a, want_a) << WeightTypeName(type) << " n=" << n << " mixed " << mixed;
+        EXPECT_EQ(got_b, want_b) << WeightTypeName(type) << " n=" << n << " mixed " << mixed;
+      }
+    }
+  }
+}
+
 // The int8 Q8_0 kernel directly, on shapes the model tests do not reach: an odd number of
 // blocks (the last one alone in its vector), every tile remainder, and any split of the rows.
 TEST(KernelsTest, Q8Int8KernelMatchesTheReference) {

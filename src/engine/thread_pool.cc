@@ -1,6 +1,7 @@
 #include "engine/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -15,9 +16,12 @@ inline void Pause() {
 #endif
 }
 
-// Spins before an idle worker sleeps (~20 microseconds), and before a waiting caller starts
-// yielding its time slice to whatever else runs on the machine.
-constexpr int kWorkerSpins = 8000;
+// How long an idle worker spins before it sleeps: longer than the serial work between two
+// matrix products of a decode step (norms, RoPE, KV writes, a short attention; tens of
+// microseconds), so that a worker is awake for every product of the step instead of paying a
+// wake-up (tens of microseconds, more on a busy machine) for each. Then spins before a waiting
+// caller starts yielding its time slice to whatever else runs on the machine.
+constexpr auto kWorkerSpinTime = std::chrono::microseconds(300);
 constexpr int kCallerSpins = 4000;
 
 uint32_t GenerationOf(uint64_t job) { return static_cast<uint32_t>(job >> 32); }
@@ -26,6 +30,7 @@ uint32_t GenerationOf(uint64_t job) { return static_cast<uint32_t>(job >> 32); }
 
 ThreadPool::ThreadPool(int threads) {
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  threads_ = threads;
   workers_.reserve(threads - 1);
   for (int i = 0; i + 1 < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
@@ -44,9 +49,14 @@ void ThreadPool::RunChunks(uint32_t generation) {
   while (GenerationOf(job) == generation) {
     const int64_t begin = static_cast<int64_t>(job & 0xffffffffu);
     const int64_t count = count_.load(std::memory_order_relaxed);
-    const int64_t chunk = chunk_.load(std::memory_order_relaxed);
+    const int64_t grain = chunk_.load(std::memory_order_relaxed);
     const auto* body = body_.load(std::memory_order_relaxed);
     if (begin >= count) return;
+    // Guided chunks: a share of what is left, never below the grain. Large chunks first keep
+    // the claims few; small ones last mean a thread the OS deschedules mid-chunk (the machine
+    // is shared) holds little of the remaining work while the others finish the rest.
+    const int64_t share = (count - begin) / (2 * threads_);
+    const int64_t chunk = std::max(grain, (share + grain - 1) / grain * grain);
     const int64_t end = std::min(count, begin + chunk);
     if (job_.compare_exchange_weak(job, (job & ~uint64_t{0xffffffffu}) | static_cast<uint64_t>(end),
                                    std::memory_order_acq_rel, std::memory_order_acquire)) {
@@ -62,7 +72,10 @@ void ThreadPool::WorkerLoop() {
   uint32_t seen = 0;
   while (true) {
     uint64_t job = job_.load(std::memory_order_acquire);
-    for (int spins = 0; GenerationOf(job) == seen && spins < kWorkerSpins; ++spins) {
+    const auto spin_until = std::chrono::steady_clock::now() + kWorkerSpinTime;
+    for (int spins = 0; GenerationOf(job) == seen; ++spins) {
+      // The clock is read every 64 pauses: cheap next to them, fine enough for the deadline.
+      if (spins % 64 == 63 && std::chrono::steady_clock::now() >= spin_until) break;
       Pause();
       job = job_.load(std::memory_order_acquire);
     }
@@ -85,16 +98,12 @@ void ThreadPool::ParallelFor(int64_t count, int64_t grain,
                              const std::function<void(int64_t, int64_t)>& body) {
   if (count <= 0) return;
   grain = std::max<int64_t>(1, grain);
-  const int64_t threads = num_threads();
   if (workers_.empty() || count <= grain) {
     body(0, count);
     return;
   }
-  // Chunks of `grain` but no fewer than ~4 per thread, so uneven finish times even out.
-  int64_t chunk = std::max<int64_t>(grain, count / (threads * 4));
-  chunk = (chunk + grain - 1) / grain * grain;
   count_.store(count, std::memory_order_relaxed);
-  chunk_.store(chunk, std::memory_order_relaxed);
+  chunk_.store(grain, std::memory_order_relaxed);
   body_.store(&body, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
   // Generation 0 means "no job yet" to a fresh worker; skip it on wrap-around.

@@ -29,8 +29,8 @@ class ThreadPool {
 
   int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // Runs body(begin, end) over [0, count) in chunks of about `grain` indices (at least one chunk
-  // per thread when count allows).
+  // Runs body(begin, end) over [0, count) in chunks of whole multiples of `grain` indices
+  // (except the last), from a share of the remaining work down to `grain`.
   void ParallelFor(int64_t count, int64_t grain,
                    const std::function<void(int64_t begin, int64_t end)>& body);
 
@@ -46,7 +46,8 @@ class ThreadPool {
   // the OS has descheduled does not hold up the step.
   std::atomic<uint64_t> job_{0};
   std::atomic<int64_t> count_{0};
-  std::atomic<int64_t> chunk_{1};
+  std::atomic<int64_t> chunk_{1};  // the grain
+  int64_t threads_ = 1;
   std::atomic<const std::function<void(int64_t, int64_t)>*> body_{nullptr};
   std::atomic<int64_t> done_{0};
   uint32_t generation_ = 0;  // caller side

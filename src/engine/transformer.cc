@@ -235,9 +235,11 @@ absl::Status Transformer::Forward(std::span<const SequenceChunk> batch, const Bl
     for (int64_t r = 0; r < total; ++r) {
       RmsNorm(x_.data() + r * h, lv.attn_norm.data(), h, c.rms_norm_eps, normed_.data() + r * h);
     }
-    MatMul(*pool_, lw.wq, normed_.data(), total, q_.data());
-    MatMul(*pool_, lw.wk, normed_.data(), total, k_.data());
-    MatMul(*pool_, lw.wv, normed_.data(), total, v_.data());
+    {
+      const WeightMatrix* qkv[] = {&lw.wq, &lw.wk, &lw.wv};
+      float* outs[] = {q_.data(), k_.data(), v_.data()};
+      MatMulShared(*pool_, qkv, normed_.data(), total, outs);
+    }
     for (int64_t r = 0; r < total; ++r) {
       float* q = q_.data() + r * q_dim;
       float* k = k_.data() + r * kv_dim;
@@ -278,8 +280,9 @@ absl::Status Transformer::Forward(std::span<const SequenceChunk> batch, const Bl
     // The MLP runs over slices of rows so its wide intermediate stays small in memory.
     for (int64_t first = 0; first < total; first += kMlpRows) {
       const int64_t rows = std::min(kMlpRows, total - first);
-      MatMul(*pool_, lw.w_gate, normed_.data() + first * h, rows, gate_.data());
-      MatMul(*pool_, lw.w_up, normed_.data() + first * h, rows, up_.data());
+      const WeightMatrix* gate_up[] = {&lw.w_gate, &lw.w_up};
+      float* outs[] = {gate_.data(), up_.data()};
+      MatMulShared(*pool_, gate_up, normed_.data() + first * h, rows, outs);
       SiluMulF32(gate_.data(), up_.data(), rows * ff);
       MatMul(*pool_, lw.w_down, gate_.data(), rows, down_.data());
       for (int64_t i = 0; i < rows * h; ++i) x_[first * h + i] += down_[i];
@@ -317,7 +320,13 @@ void Transformer::Attention(int layer, std::span<const SequenceChunk> batch, con
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   // One work item per (token, query head), walking the sequence's blocks: scores for a whole
   // block at once from the transposed keys, then the softmax, then values block by block.
-  pool_->ParallelFor(total * c.num_heads, 1, [&](int64_t begin, int64_t end) {
+  // Work items in chunks of at least ~64K multiply-adds: a single sequence's decode step (tens
+  // of microseconds of attention) then runs on the calling thread without a hand-off.
+  int64_t work = 0;
+  for (int64_t r = 0; r < total; ++r) work += (positions_[r] + 1) * hd;
+  const int64_t per_item = std::max<int64_t>(1, work / total);
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / per_item);
+  pool_->ParallelFor(total * c.num_heads, grain, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t r = item / c.num_heads, head = item % c.num_heads, kv_head = head / group;
