@@ -2,13 +2,13 @@
 # both install what is missing through scripts/install-deps.sh first.
 SHELL := /bin/bash
 BUILD ?= build
-ASAN_BUILD ?= build-asan
-FUZZ_BUILD ?= build-fuzz
+# One clang tree with ASan+UBSan and fuzzer coverage serves `test-asan` and `fuzz`.
+CHECK_BUILD ?= build-check
 JOBS ?= $(shell nproc)
-FUZZ_SECONDS ?= 15
+FUZZ_SECONDS ?= 10
 SOURCES = $(shell git ls-files --cached --others --exclude-standard -- 'src/*.cc' 'src/*.h' 'bench/*.cc' 'bench/*.h' 'tests/*.cc' 'tests/*.h' 2>/dev/null)
 
-.PHONY: all deps build test test-release test-asan fuzz format format-check lint bench run clean
+.PHONY: all deps build test test-release check-configure test-asan fuzz format format-check lint bench run clean
 
 all: build
 
@@ -21,7 +21,9 @@ build: deps
 
 # All tests in the release build, unit tests again under ASan+UBSan, the fuzzers briefly, and
 # the formatting check.
-test: build
+test: deps
+	@test -f $(BUILD)/build.ninja || cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) --target tandem all_tests -j $(JOBS)
 	$(MAKE) --no-print-directory test-release
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory fuzz
@@ -31,19 +33,20 @@ test: build
 test-release:
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
-test-asan: deps
-	@test -f $(ASAN_BUILD)/build.ninja || cmake -S . -B $(ASAN_BUILD) -G Ninja \
-	  -DCMAKE_BUILD_TYPE=Debug -DTANDEM_SANITIZE=ON -DTANDEM_BUILD_BENCH=OFF
-	cmake --build $(ASAN_BUILD) --target unit_tests -j $(JOBS)
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ctest --test-dir $(ASAN_BUILD) -L unit --output-on-failure -j $(JOBS)
+check-configure: deps
+	@test -f $(CHECK_BUILD)/build.ninja || CC=clang CXX=clang++ cmake -S . -B $(CHECK_BUILD) -G Ninja \
+	  -DCMAKE_BUILD_TYPE=Check -DTANDEM_SANITIZE=ON -DTANDEM_FUZZ=ON -DTANDEM_BUILD_BENCH=OFF
 
-# Builds every libFuzzer target with clang and runs each for FUZZ_SECONDS from its seed corpus.
-fuzz: deps
-	@test -f $(FUZZ_BUILD)/build.ninja || CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja \
-	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_FUZZ=ON -DTANDEM_BUILD_BENCH=OFF
-	cmake --build $(FUZZ_BUILD) --target fuzzers -j $(JOBS)
-	scripts/run-fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+# The unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer (clang).
+test-asan: check-configure
+	cmake --build $(CHECK_BUILD) --target unit_tests -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir $(CHECK_BUILD) -L unit --output-on-failure -j $(JOBS)
+
+# Every libFuzzer target, each run for FUZZ_SECONDS from its seed corpus.
+fuzz: check-configure
+	cmake --build $(CHECK_BUILD) --target fuzzers -j $(JOBS)
+	scripts/run-fuzzers.sh $(CHECK_BUILD) $(FUZZ_SECONDS)
 
 format:
 	clang-format -i $(SOURCES)
@@ -64,4 +67,4 @@ run: build
 	scripts/run-demo.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-*
+	rm -rf $(BUILD) $(CHECK_BUILD) build-*

@@ -4,13 +4,14 @@
 #       A static library `tandem_core`, alias `tandem::core`, whose headers are included as
 #       "core/a.h" (the include root is src/).
 #   tandem_test(core_test SOURCES a_test.cc DEPS tandem::core [LABELS integration] [TIMEOUT s])
-#       A GoogleTest binary registered with CTest. Tests labelled `unit` (the default) also run
+#       A GoogleTest binary registered with CTest (and part of the `all_tests` target). Tests labelled `unit` (the default) also run
 #       under ASan+UBSan in `make test`; `integration` tests start processes and run once.
 #   tandem_fuzzer(http_request_fuzzer SOURCES f.cc DEPS tandem::net)
 #       A libFuzzer binary, built only when TANDEM_FUZZ is on.
 
 set(TANDEM_SRC_ROOT ${PROJECT_SOURCE_DIR}/src)
 add_custom_target(unit_tests)
+add_custom_target(all_tests)  # every test binary: what `make test` builds (no benchmarks)
 add_custom_target(fuzzers)
 
 function(tandem_library name)
@@ -30,10 +31,12 @@ endfunction()
 
 function(tandem_test name)
   cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
-  if(TANDEM_FUZZ)
-    return()
-  endif()
   add_executable(${name} ${ARG_SOURCES})
+  # Test drivers need no -O3: -O1 compiles them a third faster (the code under test keeps its
+  # own flags in its library).
+  if(CMAKE_BUILD_TYPE STREQUAL "Release")
+    target_compile_options(${name} PRIVATE -O1)
+  endif()
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
   if(NOT ARG_LABELS)
     set(ARG_LABELS unit)
@@ -42,11 +45,15 @@ function(tandem_test name)
     set(ARG_TIMEOUT 300)
   endif()
   add_test(NAME ${name} COMMAND ${name} --gtest_brief=1)
+  # Scratch files (testing::TempDir()) stay in the build tree, one folder per test binary.
+  set(scratch ${PROJECT_BINARY_DIR}/test-scratch/${name})
+  file(MAKE_DIRECTORY ${scratch})
   set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
-    ENVIRONMENT "TANDEM_BINARY=$<TARGET_FILE:tandem>;TANDEM_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+    ENVIRONMENT "TANDEM_BINARY=$<TARGET_FILE:tandem>;TANDEM_SOURCE_DIR=${PROJECT_SOURCE_DIR};TEST_TMPDIR=${scratch}")
   if("unit" IN_LIST ARG_LABELS)
     add_dependencies(unit_tests ${name})
   endif()
+  add_dependencies(all_tests ${name})
 endfunction()
 
 function(tandem_fuzzer name)
