@@ -3,8 +3,11 @@
 # the live stack measures? Steps:
 #   1. profile the engine (`tandem profile`) on the demo model with the workers' engine options;
 #   2. serve the same model with `tandem up` (router + 1 prefill + 1 decode worker);
-#   3. calibrate the serving path: a lightly loaded probe workload through the live stack, against
-#      the same probe simulated from the profile; the difference is what the profile cannot see
+#   3. calibrate the serving path: a probe workload (other requests, the measured load) through
+#      the live stack: the router's prefill span against the profile gives a factor for the
+#      profile's prefill points (two workers on one host slow each other; two GPUs do not); then
+#      the probe against the same probe simulated from the profile: the difference is what the
+#      profile cannot see
 #      (HTTP hops, routing, the remote prefill's round trip and KV completion, the decode worker
 #      joining the imported KV, per-token work on the engine thread) and becomes the scenario's
 #      `serving` overheads;
@@ -79,15 +82,23 @@ requests=100
 rate=1.5
 input="lognormal:128,0.3"
 output="lognormal:32,0.3"
-# The calibration probe: fixed lengths, light load.
+# The calibration probe: fixed lengths, other requests than the measured ones, at the measured
+# load (on one host the two workers share memory bandwidth and the last-level cache, so a prefill
+# runs slower while decode steps run beside it: the probe measures that at this operating point).
 probe_seed=7
 probe_requests=20
-probe_rate=0.75
+probe_rate=$rate
 probe_input=128
 probe_output=32
 
+# The simulator models each worker as its own device. On a host with two or more CPUs the workers
+# get one core each (prefill core 0, decode core 1), and the profile is measured on core 0, so
+# neither worker's engine competes with the other's for a core; the router and the client float.
+pin=()
+if [[ $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then pin=(taskset -c 0); fi
+
 profile() {
-  "$tandem" profile --model "$model" --threads "$threads" --repeats 3 --quiet \
+  "${pin[@]}" "$tandem" profile --model "$model" --threads "$threads" --repeats 3 --quiet \
     --prefill-tokens 16,32,64,128,192,256,384,512 --batch-sizes 1,2,4,8 \
     --contexts 64,160,320 --out "$1"
 }
@@ -125,6 +136,15 @@ url="http://$("$tandem" status --run-dir "$run_dir" --json | python3 -c '
 import json, sys
 status = json.load(sys.stdin)
 print(next(r for r in status["roles"] if r["name"] == "router")["instances"][0]["processes"][0]["address"])')"
+if [[ ${#pin[@]} -gt 0 ]]; then
+  "$tandem" status --run-dir "$run_dir" --json | python3 -c '
+import json, sys
+status = json.load(sys.stdin)
+for role, core in (("prefill", 0), ("decode", 1)):
+    r = next(r for r in status["roles"] if r["name"] == role)
+    print(r["instances"][0]["processes"][0]["pid"], core)' |
+    while read -r pid core; do taskset -a -p -c "$core" "$pid" >/dev/null; done
+fi
 served="$(curl -fsS "$url/v1/models" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"][0]["id"])')"
 
 bench() {  # bench OUT SEED REQUESTS RATE INPUT OUTPUT
@@ -137,27 +157,58 @@ bench() {  # bench OUT SEED REQUESTS RATE INPUT OUTPUT
 bench "$work/warmup.json" 1 4 4 "$probe_input" "$probe_output"
 
 echo "== 3. calibrate: $probe_requests requests of $probe_input + $probe_output tokens at $probe_rate req/s"
+curl -fsS "$url/metrics" >"$work/router-metrics-probe-$probe_seed-start.txt"
 bench "$work/probe-$probe_seed.json" "$probe_seed" "$probe_requests" "$probe_rate" "$probe_input" \
   "$probe_output"
 curl -fsS "$url/metrics" >"$work/router-metrics-before.txt"
+cp "$work/router-metrics-before.txt" "$work/router-metrics-probe-$probe_seed-end.txt"
 
 echo "== 4. measure: $requests requests at $rate req/s, input $input, output $output, seed $seed [load: $(cut -d' ' -f1-3 /proc/loadavg)]"
 bench "$work/bench.json" "$seed" "$requests" "$rate" "$input" "$output"
 curl -fsS "$url/metrics" >"$work/router-metrics-after.txt"
 echo "== 4b. calibrate again (the host drifts): the probe with seed $((probe_seed + 1))"
+cp "$work/router-metrics-after.txt" "$work/router-metrics-probe-$((probe_seed + 1))-start.txt"
 bench "$work/probe-$((probe_seed + 1)).json" "$((probe_seed + 1))" "$probe_requests" "$probe_rate" \
   "$probe_input" "$probe_output"
+curl -fsS "$url/metrics" >"$work/router-metrics-probe-$((probe_seed + 1))-end.txt"
 "$tandem" down --run-dir "$run_dir" >/dev/null
 up=0
 
 echo "== 5. profile again [load: $(cut -d' ' -f1-3 /proc/loadavg)]"
 profile "$work/profile-after.json"
-python3 - "$work/profile-before.json" "$work/profile-after.json" "$work/profile.json" <<'PY'
-import json, sys
-before, after = (json.load(open(p)) for p in sys.argv[1:3])
+# The engine's profile (both runs merged), then the prefill points scaled by how much slower a
+# prefill ran in the live stack during the probes (the router's `prefill` span: the prefill
+# worker's queue, compute and answer) than the profile says for the probe's prompt.
+python3 - "$work" "$probe_input" <<'PY'
+import glob, json, re, sys
+work, probe_input = sys.argv[1], int(sys.argv[2])
+before, after = (json.load(open(f"{work}/profile-{p}.json")) for p in ("before", "after"))
 before["prefill"] += after["prefill"]
 before["decode"] += after["decode"]
-json.dump(before, open(sys.argv[3], "w"), indent=1)
+json.dump(before, open(f"{work}/profile-engine.json", "w"), indent=1)
+
+def span(path, name):
+    out = {}
+    for line in open(path):
+        m = re.match(r'tandem_router_span_seconds_(sum|count)\{span="%s"\} (\S+)' % name, line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+live = []
+for start in sorted(glob.glob(f"{work}/router-metrics-probe-*-start.txt")):
+    a, b = span(start, "prefill"), span(start.replace("-start", "-end"), "prefill")
+    if b.get("count", 0) > a.get("count", 0):
+        live.append((b["sum"] - a["sum"]) / (b["count"] - a["count"]))
+points = [p["seconds"] for p in before["prefill"]
+          if p["uncached_tokens"] == probe_input and p.get("cached_tokens", 0) == 0]
+scale = 1.0
+if live and points:
+    scale = max(1.0, (sum(live) / len(live)) / (sum(points) / len(points)))
+    print(f"live prefill in the probes {1e3 * sum(live) / len(live):.1f} ms, profiled "
+          f"{1e3 * sum(points) / len(points):.1f} ms for {probe_input} tokens: prefill x {scale:.3f}")
+for p in before["prefill"]:
+    p["seconds"] *= scale
+json.dump(before, open(f"{work}/profile.json", "w"), indent=1)
 PY
 fi
 
