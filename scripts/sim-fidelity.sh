@@ -7,12 +7,11 @@
 #      the live stack: the router's prefill span against the profile gives a factor for the
 #      profile's prefill points (two workers on one host slow each other; two GPUs do not); then
 #      the probe against the same probe simulated from the profile: the difference is what the
-#      profile cannot see
-#      (HTTP hops, routing, the remote prefill's round trip and KV completion, the decode worker
-#      joining the imported KV, per-token work on the engine thread) and becomes the scenario's
-#      `serving` overheads;
-#   4. measure: a fixed, seeded `tandem bench` workload at moderate load (other lengths and rate
-#      than the probe);
+#      profile cannot see (HTTP hops, routing, the remote prefill's round trip and KV
+#      completion, the decode worker joining the imported KV, per-token work on the engine
+#      thread) and becomes the scenario's `serving` overheads;
+#   4. measure: a fixed, seeded `tandem bench` workload at moderate load (other requests and
+#      lengths than the probe);
 #   5. profile again and merge both profiles (repeated points are averaged), so drift of the
 #      machine during the run weighs on both sides alike;
 #   6. simulate the measured workload and compare TTFT p50 and ITL p50.
