@@ -40,23 +40,19 @@ report() {  # report PID STATUS
     echo "fuzz: $name $(grep -E '^stat::number_of_executed_units' "$scratch/$name.log" || true)"
   fi
 }
-for fuzzer in "${fuzzers[@]}"; do
-  while [[ ${#running[@]} -ge $jobs ]]; do
-    set +e
-    wait -n -p done_pid "${!running[@]}"
-    status=$?
-    set -e
-    report "$done_pid" "$status"
-  done
-  echo "fuzz: $(basename "$fuzzer") for ${seconds}s"
-  fuzz_one "$fuzzer" &
-  running[$!]="$fuzzer"
-done
-while [[ ${#running[@]} -gt 0 ]]; do
+reap_one() {  # waits for one running fuzzer and reports it
+  local done_pid status
   set +e
   wait -n -p done_pid "${!running[@]}"
   status=$?
   set -e
   report "$done_pid" "$status"
+}
+for fuzzer in "${fuzzers[@]}"; do
+  while [[ ${#running[@]} -ge $jobs ]]; do reap_one; done
+  echo "fuzz: $(basename "$fuzzer") for ${seconds}s"
+  fuzz_one "$fuzzer" &
+  running[$!]="$fuzzer"
 done
+while [[ ${#running[@]} -gt 0 ]]; do reap_one; done
 [[ -z "$failed" ]] || { echo "fuzz: failures in:$failed" >&2; exit 1; }
