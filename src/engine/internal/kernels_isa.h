@@ -48,10 +48,10 @@ struct LowPrecisionKernels {
 };
 
 // Q8 activations for the int8 kernel, per row: the int8 values (cols rounded up to 64, the
-// padding zero), then per block of 32 its scale 8 times (floats), then per group of 4 values
-// -128 x their sum (int32); 3 x Q8PaddedCols(cols) bytes.
+// padding zero), then per block of 32 its scale (float), then per block -128 x the sum of its
+// values (int32).
 inline int64_t Q8PaddedCols(int64_t cols) { return (cols + 63) / 64 * 64; }
-inline int64_t Q8ActivationBytes(int64_t cols) { return 3 * Q8PaddedCols(cols); }
+inline int64_t Q8ActivationBytes(int64_t cols) { return Q8PaddedCols(cols) / 32 * 40; }
 
 IsaKernels ScalarKernels();
 LowPrecisionKernels Avx512LowPrecisionKernels(bool bf16, bool vnni);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "engine/internal/kernels_isa.h"
 #include "engine/weight_types.h"
@@ -96,21 +97,19 @@ TANDEM_BF16 void Q8ToBf16Row(const uint8_t* row, int64_t cols, uint16_t* out) {
 }
 
 // Q8 activations (Q8ActivationBytes per row, see kernels_isa.h): per block of 32, scale =
-// max|x| / 127 and values round(x / scale); the scale repeated over the block's 8 dot lanes; and
-// per lane -128 x the sum of its 4 values, which cancels the +128 the kernel adds to the
-// weights to make them unsigned for vpdpbusd. Blocks past `cols` up to the 64-value padding
-// are zero.
+// max|x| / 127 and values round(x / scale), and -128 x the sum of the block's values, which
+// cancels the +128 the kernel adds to the weights to make them unsigned for vpdpbusd. Blocks
+// past `cols` up to the 64-value padding are zero.
 TANDEM_VNNI void QuantizeQ8Row(const float* x, int64_t cols, uint8_t* out) {
   const int64_t padded = Q8PaddedCols(cols);
   int8_t* values = reinterpret_cast<int8_t*>(out);
   float* scales = reinterpret_cast<float*>(out + padded);
-  int32_t* corrections = reinterpret_cast<int32_t*>(out + 2 * padded);
-  const __m256i unsigned_128 = _mm256_set1_epi8(static_cast<char>(0x80));
+  int32_t* corrections = reinterpret_cast<int32_t*>(out + padded) + padded / 32;
   for (int64_t b = 0; b < padded / 32; ++b) {
     if (b >= cols / 32) {
       std::memset(values + b * 32, 0, 32);
-      _mm256_storeu_ps(scales + b * 8, _mm256_setzero_ps());
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(corrections + b * 8), _mm256_setzero_si256());
+      scales[b] = 0;
+      corrections[b] = 0;
       continue;
     }
     const __m512 lo = _mm512_loadu_ps(x + b * 32), hi = _mm512_loadu_ps(x + b * 32 + 16);
@@ -121,125 +120,191 @@ TANDEM_VNNI void QuantizeQ8Row(const float* x, int64_t cols, uint8_t* out) {
     const __m512i qhi = _mm512_cvtps_epi32(_mm512_mul_ps(hi, inverse));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(values + b * 32), _mm512_cvtsepi32_epi8(qlo));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(values + b * 32 + 16), _mm512_cvtsepi32_epi8(qhi));
-    _mm256_storeu_ps(scales + b * 8, _mm256_set1_ps(scale));
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + b * 32));
-    const __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unsigned_128, q);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(corrections + b * 8),
-                        _mm256_sub_epi32(_mm256_setzero_si256(), sums));
+    scales[b] = scale;
+    corrections[b] =
+        -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(
+                   _mm512_cvtepi8_epi32(
+                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(values + b * 32))),
+                   _mm512_cvtepi8_epi32(
+                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(values + b * 32 + 16)))));
   }
 }
 
-// Two Q8_0 blocks (b, b+1) of a weight row as one vector of unsigned bytes (value + 128) and the
-// two scales spread over their 8 lanes each. `pair` false: block b alone, the upper half zero.
-struct WeightPair {
-  __m512i values;
-  __m512 scales;
+// The int8 kernel works on tiles of 16 weight rows, one row per 32-bit lane: per block, eight
+// vectors hold the rows' values 4 columns at a time (made unsigned, +128), so a vpdpbusd
+// against 4 activation bytes broadcast to every lane adds 64 products into the 16 rows' dot
+// sums, and the block's 8 vpdpbusd accumulate into one int32 vector, exactly. Only then does
+// the block's sum go to float, once per 16 rows: scaled by the activation's scale, then by the
+// rows' scales into the accumulator. The float work, which bounds a kernel that spreads a
+// block over many lanes, is an eighth of that.
+constexpr int kTileRows = 16;
+struct TileBlock {
+  __m512i values[8];  // values[g]: columns 4g .. 4g+3 of the 16 rows, 4 bytes per row
+  __m512 scales;      // the rows' scales
 };
-TANDEM_VNNI inline WeightPair LoadWeightPair(const uint8_t* block, bool pair) {
-  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
-  uint16_t scale_lo, scale_hi = 0;
-  std::memcpy(&scale_lo, block, 2);
-  __m512i values;
-  if (pair) {
-    values = _mm512_inserti64x4(
-        _mm512_castsi256_si512(lo),
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + sizeof(BlockQ8_0) + 2)), 1);
-    std::memcpy(&scale_hi, block + sizeof(BlockQ8_0), 2);
-  } else {
-    values = _mm512_zextsi256_si512(lo);
+
+// The transpose of a block of 16 rows (8 x 4 bytes each) into TileBlock::values, in three
+// rounds of two-source permutes over 8 vectors; see TransposeIndices.
+struct TransposeIndices {
+  __m512i round1[2], round2[2], round3[2];
+};
+TANDEM_VNNI TransposeIndices MakeTransposeIndices() {
+  alignas(64) int32_t idx[6][16];
+  for (int q = 0; q < 16; ++q) {
+    for (int h = 0; h < 2; ++h) {
+      // Round 1: two vectors of rows (2 each, 8 columns) -> 4 rows x columns 4h .. 4h+3.
+      idx[h][q] = (q / 4 < 2 ? 0 : 16) + (q / 4 % 2) * 8 + 4 * h + q % 4;
+      // Round 2: two of those (rows 4m .. 4m+7) -> 8 rows x columns 2j, 2j+1 of the 4.
+      idx[2 + h][q] = (q / 2 < 4 ? 0 : 16) + (q / 2 % 4) * 4 + 2 * h + q % 2;
+      // Round 3: two of those (rows 0-7 and 8-15) -> 16 rows x one column e.
+      idx[4 + h][q] = (q < 8 ? 0 : 16) + (q % 8) * 2 + h;
+    }
   }
-  // Each F16 scale broadcast over its block's 8 lanes, then widened.
-  const __m256i scales = _mm256_inserti128_si256(
-      _mm256_castsi128_si256(_mm_set1_epi16(static_cast<int16_t>(scale_lo))),
-      _mm_set1_epi16(static_cast<int16_t>(scale_hi)), 1);
-  return {_mm512_xor_si512(values, flip), _mm512_cvtph_ps(scales)};
+  TransposeIndices t;
+  for (int h = 0; h < 2; ++h) {
+    t.round1[h] = _mm512_load_si512(idx[h]);
+    t.round2[h] = _mm512_load_si512(idx[2 + h]);
+    t.round3[h] = _mm512_load_si512(idx[4 + h]);
+  }
+  return t;
 }
 
-// R weight rows x T activation rows (Q8ActivationBytes(cols) apart). Per output and block pair:
-// one vpdpbusd (64 products, exact in int32), a conversion and a scaled accumulate; an
-// output's arithmetic depends only on its weight row and its activation row, never on R, T or
-// the batch, so results are the same alone or batched.
-template <int R, int T>
-TANDEM_VNNI void Q8Tile(const uint8_t* rows, int64_t row_bytes, int64_t cols, const uint8_t* x,
-                        int64_t xs, float* out, int64_t os) {
-  const int64_t padded = Q8PaddedCols(cols);
-  const int64_t blocks = cols / 32;
-  __m512 acc[R][T];
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+// Block b of the 16 rows at row[0..15] into `out`.
+TANDEM_VNNI inline void PrepareTileBlock(const uint8_t* const* row, int64_t b,
+                                         const TransposeIndices& ix, TileBlock* out) {
+  const int64_t offset = b * sizeof(BlockQ8_0);
+  __m512i z[8];
+  for (int k = 0; k < 8; ++k) {
+    z[k] = _mm512_inserti64x4(
+        _mm512_castsi256_si512(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[2 * k] + offset + 2))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[2 * k + 1] + offset + 2)), 1);
   }
-  for (int64_t b = 0; b < blocks; b += 2) {
-    const bool pair = b + 1 < blocks;
-    WeightPair w[R];
-    for (int r = 0; r < R; ++r)
-      w[r] = LoadWeightPair(rows + r * row_bytes + b * sizeof(BlockQ8_0), pair);
-    for (int t = 0; t < T; ++t) {
-      const uint8_t* xt = x + t * xs;
-      const __m512i values = _mm512_loadu_si512(xt + b * 32);
-      const __m512 scales = _mm512_loadu_ps(reinterpret_cast<const float*>(xt + padded) + b * 8);
-      const __m512i correction = _mm512_loadu_si512(xt + 2 * padded + b * 32);
-      for (int r = 0; r < R; ++r) {
-        const __m512i dot = _mm512_dpbusd_epi32(correction, w[r].values, values);
-        acc[r][t] =
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(w[r].scales, scales), acc[r][t]);
+  // z[k]: rows 2k, 2k+1 (8 columns-of-4 each) -> a[m][h]: rows 4m .. 4m+3, groups 4h .. 4h+3.
+  __m512i a[4][2], c[2][2][2];
+  for (int m = 0; m < 4; ++m) {
+    for (int h = 0; h < 2; ++h)
+      a[m][h] = _mm512_permutex2var_epi32(z[2 * m], ix.round1[h], z[2 * m + 1]);
+  }
+  // -> c[m'][h][j]: rows 8m' .. 8m'+7, groups 4h+2j, 4h+2j+1.
+  for (int m = 0; m < 2; ++m) {
+    for (int h = 0; h < 2; ++h) {
+      for (int j = 0; j < 2; ++j)
+        c[m][h][j] = _mm512_permutex2var_epi32(a[2 * m][h], ix.round2[j], a[2 * m + 1][h]);
+    }
+  }
+  // -> values[4h + 2j + e]: all 16 rows, one group.
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int h = 0; h < 2; ++h) {
+    for (int j = 0; j < 2; ++j) {
+      for (int e = 0; e < 2; ++e) {
+        out->values[4 * h + 2 * j + e] =
+            _mm512_xor_si512(_mm512_permutex2var_epi32(c[0][h][j], ix.round3[e], c[1][h][j]), flip);
       }
     }
   }
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) out[t * os + r] = _mm512_reduce_add_ps(acc[r][t]);
-  }
+  alignas(32) uint16_t scales[kTileRows];
+  for (int r = 0; r < kTileRows; ++r) std::memcpy(&scales[r], row[r] + offset, 2);
+  out->scales = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales)));
 }
 
-template <int R>
-void Q8Rows(const uint8_t* rows, int64_t row_bytes, int64_t cols, const uint8_t* x, int64_t xs,
-            int64_t n, float* out, int64_t os) {
-  int64_t t = 0;
-  for (; t + 4 <= n; t += 4) Q8Tile<R, 4>(rows, row_bytes, cols, x + t * xs, xs, out + t * os, os);
-  switch (n - t) {
-    case 3:
-      Q8Tile<R, 3>(rows, row_bytes, cols, x + t * xs, xs, out + t * os, os);
-      break;
-    case 2:
-      Q8Tile<R, 2>(rows, row_bytes, cols, x + t * xs, xs, out + t * os, os);
-      break;
-    case 1:
-      Q8Tile<R, 1>(rows, row_bytes, cols, x + t * xs, xs, out + t * os, os);
-      break;
-    default:
-      break;
-  }
-}
-
-// Q8_0 blocks are 34 bytes, so interleaved row streams split cache lines and confuse the
-// prefetchers: memory-bound single-token decode is faster one row at a time.
-void Q8RowDots(const uint8_t* rows, int64_t row_bytes, int64_t nrows, int64_t cols,
-               const uint8_t* x, int64_t n, float* out, int64_t os) {
-  const int64_t xs = Q8ActivationBytes(cols);
-  if (n == 1) {
-    for (int64_t r = 0; r < nrows; ++r)
-      Q8Tile<1, 1>(rows + r * row_bytes, row_bytes, cols, x, xs, out + r, os);
-    return;
-  }
-  // Activation rows in groups (~256 KB) that stay in L2 while every weight row of the call
-  // passes; a 32-sequence decode step of a 896-wide model is one group, so each weight block
-  // comes from memory once.
-  const int64_t group = std::clamp<int64_t>((256 << 10) / xs, 4, 32) / 4 * 4;
-  for (int64_t t = 0; t < n; t += group) {
-    const int64_t count = std::min(group, n - t);
-    const uint8_t* xt = x + t * xs;
-    float* ot = out + t * os;
-    int64_t r = 0;
-    for (; r + 4 <= nrows; r += 4) {
-      // Four rows' bytes are too short a stream for the hardware prefetchers: ask two groups
-      // ahead (the rows after this call's are the next call's).
-      const uint8_t* ahead = rows + (r + 8) * row_bytes;
-      for (int64_t i = 0; i < 4 * row_bytes; i += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_T0);
-      Q8Rows<4>(rows + r * row_bytes, row_bytes, cols, xt, xs, count, ot + r, os);
+// The 16 rows' results for T activation rows: out[t * os + r] for the first `rows` rows. An
+// output's arithmetic (its block sums exact in int32, then per block: to float, times the
+// activation scale, fused multiply-add of the weight scale into one float accumulator, blocks in
+// order) depends only on its weight row and its activation row, never on T, the batch or its
+// lane, so results are the same alone or batched.
+template <int T>
+TANDEM_VNNI void Q8Tile(const TileBlock* tile, int64_t blocks, const uint8_t* x, int64_t xs,
+                        int64_t padded, float* out, int64_t os, __mmask16 rows) {
+  __m512 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const TileBlock& w = tile[b];
+    __m512i sums[T];
+    for (int t = 0; t < T; ++t) {
+      const int32_t* corrections =
+          reinterpret_cast<const int32_t*>(x + t * xs + padded) + padded / 32;
+      sums[t] = _mm512_set1_epi32(corrections[b]);
     }
-    for (; r < nrows; ++r)
-      Q8Rows<1>(rows + r * row_bytes, row_bytes, cols, xt, xs, count, ot + r, os);
+    for (int g = 0; g < 8; ++g) {
+      for (int t = 0; t < T; ++t) {
+        int32_t four;
+        std::memcpy(&four, x + t * xs + b * 32 + 4 * g, 4);
+        sums[t] = _mm512_dpbusd_epi32(sums[t], w.values[g], _mm512_set1_epi32(four));
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      const float scale = reinterpret_cast<const float*>(x + t * xs + padded)[b];
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sums[t]), _mm512_set1_ps(scale)),
+                               w.scales, acc[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(out + t * os, rows, acc[t]);
+}
+
+// Activation rows per tile call: 8 dot sums and 8 accumulators stay in registers beside the
+// block's 8 weight vectors.
+constexpr int kTileInputs = 8;
+
+TANDEM_VNNI void Q8TileAllInputs(const TileBlock* tile, int64_t blocks, const uint8_t* x,
+                                 int64_t xs, int64_t padded, int64_t n, float* out, int64_t os,
+                                 __mmask16 rows) {
+  int64_t t = 0;
+  for (; t + kTileInputs <= n; t += kTileInputs)
+    Q8Tile<kTileInputs>(tile, blocks, x + t * xs, xs, padded, out + t * os, os, rows);
+  const uint8_t* xt = x + t * xs;
+  float* ot = out + t * os;
+  switch (n - t) {
+    case 7:
+      return Q8Tile<7>(tile, blocks, xt, xs, padded, ot, os, rows);
+    case 6:
+      return Q8Tile<6>(tile, blocks, xt, xs, padded, ot, os, rows);
+    case 5:
+      return Q8Tile<5>(tile, blocks, xt, xs, padded, ot, os, rows);
+    case 4:
+      return Q8Tile<4>(tile, blocks, xt, xs, padded, ot, os, rows);
+    case 3:
+      return Q8Tile<3>(tile, blocks, xt, xs, padded, ot, os, rows);
+    case 2:
+      return Q8Tile<2>(tile, blocks, xt, xs, padded, ot, os, rows);
+    case 1:
+      return Q8Tile<1>(tile, blocks, xt, xs, padded, ot, os, rows);
+    default:
+      return;
+  }
+}
+
+// Every batch size takes the same path: tiles of 16 rows are transposed once into a
+// thread-local buffer (L1/L2) and then serve every activation row. A tile is one contiguous
+// stretch of the matrix, and while it is transposed the next one is prefetched block by block,
+// so memory-bound single-token decode streams the weights in order.
+TANDEM_VNNI void Q8RowDots(const uint8_t* rows, int64_t row_bytes, int64_t nrows, int64_t cols,
+                           const uint8_t* x, int64_t n, float* out, int64_t os) {
+  static const TransposeIndices indices = MakeTransposeIndices();
+  const int64_t xs = Q8ActivationBytes(cols);
+  const int64_t padded = Q8PaddedCols(cols);
+  const int64_t blocks = cols / 32;
+  // Raw bytes, aligned by hand: std::vector does not honour TileBlock's 64-byte alignment.
+  thread_local std::vector<uint8_t> tile_bytes;
+  tile_bytes.resize(blocks * sizeof(TileBlock) + 64);
+  auto* tile = reinterpret_cast<TileBlock*>((reinterpret_cast<uintptr_t>(tile_bytes.data()) + 63) &
+                                            ~uintptr_t{63});
+  const int64_t tile_bytes_in_matrix = kTileRows * row_bytes;
+  const int64_t prefetch_per_block = (tile_bytes_in_matrix + 64 * blocks - 1) / (64 * blocks) * 64;
+  for (int64_t r = 0; r < nrows; r += kTileRows) {
+    const int count = static_cast<int>(std::min<int64_t>(kTileRows, nrows - r));
+    // Rows past the end repeat the last one; their lanes are not stored.
+    const uint8_t* row[kTileRows];
+    for (int i = 0; i < kTileRows; ++i) row[i] = rows + (r + std::min(i, count - 1)) * row_bytes;
+    // The tile after this one (the rows after this call's are the next call's).
+    const uint8_t* next = rows + (r + kTileRows) * row_bytes;
+    for (int64_t b = 0; b < blocks; ++b) {
+      for (int64_t i = 0; i < prefetch_per_block; i += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(next + b * prefetch_per_block + i), _MM_HINT_T0);
+      PrepareTileBlock(row, b, indices, &tile[b]);
+    }
+    Q8TileAllInputs(tile, blocks, x, xs, padded, n, out + r, os,
+                    static_cast<__mmask16>((1u << count) - 1));
   }
 }
 
