@@ -169,17 +169,45 @@ TANDEM_VNNI TransposeIndices MakeTransposeIndices() {
   return t;
 }
 
-// Block b of the 16 rows at row[0..15] into `out`.
-TANDEM_VNNI inline void PrepareTileBlock(const uint8_t* const* row, int64_t b,
-                                         const TransposeIndices& ix, TileBlock* out) {
-  const int64_t offset = b * sizeof(BlockQ8_0);
-  __m512i z[8];
-  for (int k = 0; k < 8; ++k) {
-    z[k] = _mm512_inserti64x4(
-        _mm512_castsi256_si512(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[2 * k] + offset + 2))),
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[2 * k + 1] + offset + 2)), 1);
+// The 16 rows of a tile: their addresses, and their offsets from the first for gathers. Rows
+// past the end of the matrix repeat its last row; their lanes are not stored.
+struct TileRows {
+  const uint8_t* row[kTileRows];
+  __m512i offsets;
+};
+TANDEM_VNNI inline TileRows MakeTileRows(const uint8_t* first, int64_t row_bytes, int count) {
+  TileRows rows;
+  alignas(64) int32_t offsets[kTileRows];
+  for (int i = 0; i < kTileRows; ++i) {
+    offsets[i] = static_cast<int32_t>(std::min(i, count - 1) * row_bytes);
+    rows.row[i] = first + offsets[i];
   }
+  rows.offsets = _mm512_load_si512(offsets);
+  return rows;
+}
+
+// Block b of rows 2k and 2k+1 in one vector (8 x 4 bytes each), as stored (signed).
+TANDEM_VNNI inline __m512i LoadRowPair(const TileRows& rows, int k, int64_t b) {
+  const int64_t offset = b * sizeof(BlockQ8_0) + 2;
+  return _mm512_inserti64x4(
+      _mm512_castsi256_si512(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows.row[2 * k] + offset))),
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows.row[2 * k + 1] + offset)), 1);
+}
+
+// The scales of block b of the 16 rows: one gather of the 4 bytes at each block's start, whose
+// low half is the F16 scale.
+TANDEM_VNNI inline __m512 LoadTileScales(const TileRows& rows, int64_t b) {
+  const __m512i words =
+      _mm512_i32gather_epi32(rows.offsets, rows.row[0] + b * sizeof(BlockQ8_0), 1);
+  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(words));
+}
+
+// Block b of the tile's rows into `out`.
+TANDEM_VNNI inline void PrepareTileBlock(const TileRows& rows, int64_t b,
+                                         const TransposeIndices& ix, TileBlock* out) {
+  __m512i z[8];
+  for (int k = 0; k < 8; ++k) z[k] = LoadRowPair(rows, k, b);
   // z[k]: rows 2k, 2k+1 (8 columns-of-4 each) -> a[m][h]: rows 4m .. 4m+3, groups 4h .. 4h+3.
   __m512i a[4][2], c[2][2][2];
   for (int m = 0; m < 4; ++m) {
@@ -203,9 +231,45 @@ TANDEM_VNNI inline void PrepareTileBlock(const uint8_t* const* row, int64_t b,
       }
     }
   }
-  alignas(32) uint16_t scales[kTileRows];
-  for (int r = 0; r < kTileRows; ++r) std::memcpy(&scales[r], row[r] + offset, 2);
-  out->scales = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales)));
+  out->scales = LoadTileScales(rows, b);
+}
+
+// The tile's rows against a single activation row without the transpose, for memory-bound
+// decode: per block, each pair of rows' dot lanes (row layout) is summed down to one lane per row
+// with the transpose's permutes (the same lane order, half as many permutes, nothing stored),
+// exact in int32; from there the float steps are Q8Tile's, so the results are bit-identical.
+// Lanes of two vectors added in pairs, one permute per half (index[0] and index[1]).
+TANDEM_VNNI inline __m512i PairSums(__m512i lo, __m512i hi, const __m512i* index) {
+  return _mm512_add_epi32(_mm512_permutex2var_epi32(lo, index[0], hi),
+                          _mm512_permutex2var_epi32(lo, index[1], hi));
+}
+
+template <typename Prefetch>
+TANDEM_VNNI void Q8TileOneInput(const TileRows& rows, int64_t blocks, const TransposeIndices& ix,
+                                const uint8_t* x, int64_t padded, float* out, __mmask16 mask,
+                                const Prefetch& prefetch) {
+  const float* scales = reinterpret_cast<const float*>(x + padded);
+  const int32_t* corrections = reinterpret_cast<const int32_t*>(scales + padded / 32);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    prefetch(b);
+    const __m512i input =
+        _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + b * 32)));
+    __m512i d[8];
+    for (int k = 0; k < 8; ++k) {
+      d[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                 _mm512_xor_si512(LoadRowPair(rows, k, b), flip), input);
+    }
+    __m512i e[4], f[2];
+    for (int m = 0; m < 4; ++m) e[m] = PairSums(d[2 * m], d[2 * m + 1], ix.round1);
+    for (int m = 0; m < 2; ++m) f[m] = PairSums(e[2 * m], e[2 * m + 1], ix.round2);
+    const __m512i sums =
+        _mm512_add_epi32(PairSums(f[0], f[1], ix.round3), _mm512_set1_epi32(corrections[b]));
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sums), _mm512_set1_ps(scales[b])),
+                          LoadTileScales(rows, b), acc);
+  }
+  _mm512_mask_storeu_ps(out, mask, acc);
 }
 
 // The 16 rows' results for T activation rows: out[t * os + r] for the first `rows` rows. An
@@ -293,18 +357,23 @@ TANDEM_VNNI void Q8RowDots(const uint8_t* rows, int64_t row_bytes, int64_t nrows
   const int64_t prefetch_per_block = (tile_bytes_in_matrix + 64 * blocks - 1) / (64 * blocks) * 64;
   for (int64_t r = 0; r < nrows; r += kTileRows) {
     const int count = static_cast<int>(std::min<int64_t>(kTileRows, nrows - r));
-    // Rows past the end repeat the last one; their lanes are not stored.
-    const uint8_t* row[kTileRows];
-    for (int i = 0; i < kTileRows; ++i) row[i] = rows + (r + std::min(i, count - 1)) * row_bytes;
+    const TileRows tile_rows = MakeTileRows(rows + r * row_bytes, row_bytes, count);
+    const auto mask = static_cast<__mmask16>((1u << count) - 1);
     // The tile after this one (the rows after this call's are the next call's).
     const uint8_t* next = rows + (r + kTileRows) * row_bytes;
-    for (int64_t b = 0; b < blocks; ++b) {
+    const auto prefetch = [&](int64_t b) {
       for (int64_t i = 0; i < prefetch_per_block; i += 64)
         _mm_prefetch(reinterpret_cast<const char*>(next + b * prefetch_per_block + i), _MM_HINT_T0);
-      PrepareTileBlock(row, b, indices, &tile[b]);
+    };
+    if (n == 1) {
+      Q8TileOneInput(tile_rows, blocks, indices, x, padded, out + r, mask, prefetch);
+      continue;
     }
-    Q8TileAllInputs(tile, blocks, x, xs, padded, n, out + r, os,
-                    static_cast<__mmask16>((1u << count) - 1));
+    for (int64_t b = 0; b < blocks; ++b) {
+      prefetch(b);
+      PrepareTileBlock(tile_rows, b, indices, &tile[b]);
+    }
+    Q8TileAllInputs(tile, blocks, x, xs, padded, n, out + r, os, mask);
   }
 }
 
