@@ -12,10 +12,10 @@
 namespace tandem::engine {
 namespace {
 
-// Rows per MLP slice (see Forward): a 32-sequence decode step is one slice, and the int8 and BF16
-// kernels run as fast on 32 rows as on more, so longer slices would only grow the gate/up
-// buffers (2 x 32 x 4864 floats for qwen2.5-0.5b).
-constexpr int64_t kMlpRows = 32;
+// Rows per slice of a layer (see Forward): a 32-sequence decode step is one slice, and the int8
+// and BF16 kernels run as fast on 32 rows as on more, so longer slices would only grow the
+// per-slice buffers (for qwen2.5-0.5b the MLP's 2 x 32 x 4864 floats).
+constexpr int64_t kSliceRows = 32;
 
 absl::Status CheckMatrix(const WeightMatrix& m, const std::string& name, int64_t rows,
                          int64_t cols) {
@@ -184,14 +184,16 @@ absl::Status Transformer::Forward(std::span<const SequenceChunk> batch, const Bl
   const int64_t h = c.hidden_size, hd = c.head_dim, half = hd / 2;
   const int64_t q_dim = c.num_heads * hd, kv_dim = c.num_kv_heads * hd;
   const int64_t ff = c.intermediate_size;
+  // Only the residual stream holds every row; the rest holds one slice.
+  const int64_t slice = std::min(total, kSliceRows);
   x_.resize(total * h);
-  normed_.resize(total * std::max(h, q_dim));
-  q_.resize(total * q_dim);
-  k_.resize(total * kv_dim);
-  v_.resize(total * kv_dim);
-  gate_.resize(std::min(total, kMlpRows) * ff);
-  up_.resize(std::min(total, kMlpRows) * ff);
-  down_.resize(std::min(total, kMlpRows) * h);
+  normed_.resize(slice * std::max(h, q_dim));
+  q_.resize(slice * q_dim);
+  k_.resize(slice * kv_dim);
+  v_.resize(slice * kv_dim);
+  gate_.resize(slice * ff);
+  up_.resize(slice * ff);
+  down_.resize(slice * h);
   rope_cos_.resize(total * half);
   rope_sin_.resize(total * half);
   positions_.resize(total);
@@ -229,68 +231,81 @@ absl::Status Transformer::Forward(std::span<const SequenceChunk> batch, const Bl
     }
   };
 
+  // Each layer runs over slices of rows so that only the residual stream is as large as the step
+  // (a 512-token prefill), not its wide intermediates. A slice's attention reads the keys and
+  // values of earlier slices, already in the cache; a row's arithmetic does not depend on its
+  // slice.
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& lw = weights_.layers[l];
     const LayerVectors& lv = vectors_[l];
-    for (int64_t r = 0; r < total; ++r) {
-      RmsNorm(x_.data() + r * h, lv.attn_norm.data(), h, c.rms_norm_eps, normed_.data() + r * h);
-    }
-    {
+    for (int64_t first = 0; first < total; first += kSliceRows) {
+      const int64_t rows = std::min(kSliceRows, total - first);
+      float* x = x_.data() + first * h;
+      for (int64_t r = 0; r < rows; ++r) {
+        RmsNorm(x + r * h, lv.attn_norm.data(), h, c.rms_norm_eps, normed_.data() + r * h);
+      }
       const WeightMatrix* qkv[] = {&lw.wq, &lw.wk, &lw.wv};
       float* outs[] = {q_.data(), k_.data(), v_.data()};
-      MatMulShared(*pool_, qkv, normed_.data(), total, outs);
-    }
-    for (int64_t r = 0; r < total; ++r) {
-      float* q = q_.data() + r * q_dim;
-      float* k = k_.data() + r * kv_dim;
-      float* v = v_.data() + r * kv_dim;
-      if (!lv.q_bias.empty()) {
-        for (int64_t i = 0; i < q_dim; ++i) q[i] += lv.q_bias[i];
-        for (int64_t i = 0; i < kv_dim; ++i) k[i] += lv.k_bias[i];
-        for (int64_t i = 0; i < kv_dim; ++i) v[i] += lv.v_bias[i];
+      MatMulShared(*pool_, qkv, normed_.data(), rows, outs);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t row = first + r;
+        float* q = q_.data() + r * q_dim;
+        float* k = k_.data() + r * kv_dim;
+        float* v = v_.data() + r * kv_dim;
+        if (!lv.q_bias.empty()) {
+          for (int64_t i = 0; i < q_dim; ++i) q[i] += lv.q_bias[i];
+          for (int64_t i = 0; i < kv_dim; ++i) k[i] += lv.k_bias[i];
+          for (int64_t i = 0; i < kv_dim; ++i) v[i] += lv.v_bias[i];
+        }
+        for (int64_t head = 0; head < c.num_heads; ++head) {
+          if (!lv.q_norm.empty())
+            RmsNorm(q + head * hd, lv.q_norm.data(), hd, c.rms_norm_eps, q + head * hd);
+          rope(q + head * hd, row);
+        }
+        for (int64_t head = 0; head < c.num_kv_heads; ++head) {
+          if (!lv.k_norm.empty())
+            RmsNorm(k + head * hd, lv.k_norm.data(), hd, c.rms_norm_eps, k + head * hd);
+          rope(k + head * hd, row);
+        }
+        // Into the cache: the position's slot in its block, per kv head.
+        const SequenceChunk& chunk = batch[row_chunk_[row]];
+        const BlockId block = chunk.blocks[positions_[row] / bs];
+        const int64_t slot = positions_[row] % bs;
+        for (int64_t head = 0; head < c.num_kv_heads; ++head) {
+          float* keys = kv.Keys(block, l, head);  // transposed: [dim][slot]
+          for (int64_t d = 0; d < hd; ++d) keys[d * bs + slot] = k[head * hd + d];
+          std::memcpy(kv.Values(block, l, head) + slot * hd, v + head * hd, hd * sizeof(float));
+        }
       }
-      for (int64_t head = 0; head < c.num_heads; ++head) {
-        if (!lv.q_norm.empty())
-          RmsNorm(q + head * hd, lv.q_norm.data(), hd, c.rms_norm_eps, q + head * hd);
-        rope(q + head * hd, r);
-      }
-      for (int64_t head = 0; head < c.num_kv_heads; ++head) {
-        if (!lv.k_norm.empty())
-          RmsNorm(k + head * hd, lv.k_norm.data(), hd, c.rms_norm_eps, k + head * hd);
-        rope(k + head * hd, r);
-      }
-      // Into the cache: the position's slot in its block, per kv head.
-      const SequenceChunk& chunk = batch[row_chunk_[r]];
-      const BlockId block = chunk.blocks[positions_[r] / bs];
-      const int64_t slot = positions_[r] % bs;
-      for (int64_t head = 0; head < c.num_kv_heads; ++head) {
-        float* keys = kv.Keys(block, l, head);  // transposed: [dim][slot]
-        for (int64_t d = 0; d < hd; ++d) keys[d * bs + slot] = k[head * hd + d];
-        std::memcpy(kv.Values(block, l, head) + slot * hd, v + head * hd, hd * sizeof(float));
-      }
+      Attention(static_cast<int>(l), batch, kv, first, rows);
+      MatMul(*pool_, lw.wo, q_.data(), rows, normed_.data());  // q_ now holds attention output
+      for (int64_t i = 0; i < rows * h; ++i) x[i] += normed_[i];
     }
     if (on_layer_done) on_layer_done(static_cast<int>(l));
-    Attention(static_cast<int>(l), batch, kv);
-    MatMul(*pool_, lw.wo, q_.data(), total, normed_.data());  // q_ now holds attention output
-    for (int64_t i = 0; i < total * h; ++i) x_[i] += normed_[i];
 
-    for (int64_t r = 0; r < total; ++r) {
-      RmsNorm(x_.data() + r * h, lv.ffn_norm.data(), h, c.rms_norm_eps, normed_.data() + r * h);
-    }
-    // The MLP runs over slices of rows so its wide intermediate stays small in memory.
-    for (int64_t first = 0; first < total; first += kMlpRows) {
-      const int64_t rows = std::min(kMlpRows, total - first);
+    for (int64_t first = 0; first < total; first += kSliceRows) {
+      const int64_t rows = std::min(kSliceRows, total - first);
+      float* x = x_.data() + first * h;
+      for (int64_t r = 0; r < rows; ++r) {
+        RmsNorm(x + r * h, lv.ffn_norm.data(), h, c.rms_norm_eps, normed_.data() + r * h);
+      }
       const WeightMatrix* gate_up[] = {&lw.w_gate, &lw.w_up};
       float* outs[] = {gate_.data(), up_.data()};
-      MatMulShared(*pool_, gate_up, normed_.data() + first * h, rows, outs);
+      MatMulShared(*pool_, gate_up, normed_.data(), rows, outs);
       SiluMulF32(gate_.data(), up_.data(), rows * ff);
       MatMul(*pool_, lw.w_down, gate_.data(), rows, down_.data());
-      for (int64_t i = 0; i < rows * h; ++i) x_[first * h + i] += down_[i];
+      for (int64_t i = 0; i < rows * h; ++i) x[i] += down_[i];
     }
   }
 
-  // Final norm on the rows that need logits, packed, then the LM head.
-  int64_t out_rows = 0;
+  // Final norm on the rows that need logits, packed a slice at a time, then the LM head.
+  const WeightMatrix& head = weights_.lm_head.empty() ? weights_.token_embedding : weights_.lm_head;
+  int64_t packed = 0, out_rows = 0;
+  const auto flush = [&] {
+    MatMul(*pool_, head, normed_.data(), packed, logits + out_rows * c.vocab_size);
+    out_rows += packed;
+    packed = 0;
+  };
   row = 0;
   for (const SequenceChunk& chunk : batch) {
     const int64_t n = static_cast<int64_t>(chunk.tokens.size());
@@ -299,39 +314,35 @@ absl::Status Transformer::Forward(std::span<const SequenceChunk> batch, const Bl
                         (chunk.logits == SequenceChunk::Logits::kLast && t == n - 1);
       if (!want) continue;
       RmsNorm(x_.data() + row * h, output_norm_.data(), h, c.rms_norm_eps,
-              normed_.data() + out_rows * h);
-      ++out_rows;
+              normed_.data() + packed * h);
+      if (++packed == kSliceRows) flush();
     }
   }
-  if (out_rows > 0) {
-    const WeightMatrix& head =
-        weights_.lm_head.empty() ? weights_.token_embedding : weights_.lm_head;
-    MatMul(*pool_, head, normed_.data(), out_rows, logits);
-  }
+  if (packed > 0) flush();
   return absl::OkStatus();
 }
 
-void Transformer::Attention(int layer, std::span<const SequenceChunk> batch, const BlockPool& kv) {
+void Transformer::Attention(int layer, std::span<const SequenceChunk> batch, const BlockPool& kv,
+                            int64_t first, int64_t rows) {
   const TransformerConfig& c = config_;
   const int bs = kv.layout().block_size;
   const int64_t hd = c.head_dim, q_dim = c.num_heads * hd;
   const int64_t group = c.num_heads / c.num_kv_heads;
-  const int64_t total = static_cast<int64_t>(positions_.size());
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   // One work item per (token, query head), walking the sequence's blocks: scores for a whole
   // block at once from the transposed keys, then the softmax, then values block by block.
   // Work items in chunks of at least ~64K multiply-adds: a single sequence's decode step (tens
   // of microseconds of attention) then runs on the calling thread without a hand-off.
   int64_t work = 0;
-  for (int64_t r = 0; r < total; ++r) work += (positions_[r] + 1) * hd;
-  const int64_t per_item = std::max<int64_t>(1, work / total);
+  for (int64_t r = first; r < first + rows; ++r) work += (positions_[r] + 1) * hd;
+  const int64_t per_item = std::max<int64_t>(1, work / rows);
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / per_item);
-  pool_->ParallelFor(total * c.num_heads, grain, [&](int64_t begin, int64_t end) {
+  pool_->ParallelFor(rows * c.num_heads, grain, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t r = item / c.num_heads, head = item % c.num_heads, kv_head = head / group;
-      const SequenceChunk& chunk = batch[row_chunk_[r]];
-      const int64_t length = positions_[r] + 1;  // causal: positions 0 .. own
+      const SequenceChunk& chunk = batch[row_chunk_[first + r]];
+      const int64_t length = positions_[first + r] + 1;  // causal: positions 0 .. own
       // The output replaces the query in place: a work item reads only its own query, and
       // only before it writes.
       float* out = q_.data() + r * q_dim + head * hd;

@@ -113,7 +113,10 @@ class Transformer {
 
  private:
   Transformer(const TransformerConfig& config, const TransformerWeights& weights, ThreadPool* pool);
-  void Attention(int layer, std::span<const SequenceChunk> batch, const BlockPool& kv);
+  // Attention of rows [first, first + rows) of the step; q_ holds their queries (slice-relative)
+  // and receives their outputs.
+  void Attention(int layer, std::span<const SequenceChunk> batch, const BlockPool& kv,
+                 int64_t first, int64_t rows);
 
   TransformerConfig config_;
   TransformerWeights weights_;
@@ -128,7 +131,7 @@ class Transformer {
   std::vector<LayerVectors> vectors_;
   std::vector<float> output_norm_;
 
-  // Scratch, sized for the largest step seen.
+  // Scratch, sized for the largest step seen: x_ for all its rows, the rest for one slice.
   std::vector<float> x_, normed_, q_, k_, v_, gate_, up_, down_, rope_cos_, rope_sin_;
   std::vector<int64_t> positions_;
   std::vector<int32_t> row_chunk_;
