@@ -251,10 +251,11 @@ void LowPrecisionRows(LowPrecisionKind kind, const WeightMatrix& w, const void* 
   }
 }
 
-// Row chunks in multiples of the kernels' 4-row tiles, with enough work per chunk that the
+// Row chunks in multiples of 16 (the int8 kernel's tiles, which a chunk boundary would leave
+// partly empty; the BF16 kernel's 4-row tiles divide it), with enough work per chunk that the
 // hand-off cost stays small.
 int64_t LowPrecisionGrain(int64_t cols) {
-  return std::max<int64_t>(8, 16384 / std::max<int64_t>(1, cols)) / 4 * 4;
+  return (std::max<int64_t>(16, 16384 / std::max<int64_t>(1, cols)) + 15) / 16 * 16;
 }
 
 }  // namespace
