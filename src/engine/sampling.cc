@@ -35,6 +35,30 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Whether every logit is finite, and the largest (the first of equals): one pass over the
+// vocabulary, which a greedy step otherwise read three times.
+struct Extremes {
+  bool finite = true;
+  float max = -INFINITY;
+  int64_t argmax = 0;
+};
+Extremes Scan(std::span<const float> values) {
+  Extremes e;
+  for (int64_t i = 0; i < static_cast<int64_t>(values.size()); ++i) {
+    const float v = values[i];
+    e.finite &= std::isfinite(v);
+    if (v > e.max) {
+      e.max = v;
+      e.argmax = i;
+    }
+  }
+  return e;
+}
+
+}  // namespace
+
 Sampler::Sampler(const SamplingParams& params, std::span<const int32_t> context)
     : params_(params),
       seed_(params.seed.has_value()
@@ -52,12 +76,14 @@ void Sampler::Accept(int32_t token) {
 absl::StatusOr<SampledToken> Sampler::Sample(std::span<const float> logits) {
   const int64_t vocab = static_cast<int64_t>(logits.size());
   if (vocab == 0) return absl::InvalidArgumentError("empty logits");
-  for (int64_t i = 0; i < vocab; ++i) {
-    if (!std::isfinite(logits[i])) {
-      return absl::InvalidArgumentError(absl::StrCat("the model produced a non-finite logit (",
-                                                     logits[i], ") for token ", i,
-                                                     "; the weights or activations overflowed"));
-    }
+  Extremes extremes = Scan(logits);
+  if (!extremes.finite) {
+    const int64_t i = std::find_if_not(logits.begin(), logits.end(),
+                                       [](float logit) { return std::isfinite(logit); }) -
+                      logits.begin();
+    return absl::InvalidArgumentError(absl::StrCat("the model produced a non-finite logit (",
+                                                   logits[i], ") for token ", i,
+                                                   "; the weights or activations overflowed"));
   }
   // Penalties change a copy; without them (greedy and most sampling) the logits are read in
   // place. Vocabulary-sized scratch is per thread, not per sequence: a batch of many sequences
@@ -81,11 +107,12 @@ absl::StatusOr<SampledToken> Sampler::Sample(std::span<const float> logits) {
       work_[token] -= params_.presence_penalty + params_.frequency_penalty * count;
     }
     values = work_.data();
+    extremes = Scan(work_);
   }
   const std::span<const float> scores(values, vocab);
 
   SampledToken result;
-  const float max_logit = *std::max_element(scores.begin(), scores.end());
+  const float max_logit = extremes.max;
   // The log-softmax normalizer costs one exp per vocabulary entry: only when asked for.
   double log_normalizer = 0;
   const bool want_logprobs = params_.logprobs || params_.top_logprobs > 0;
@@ -109,7 +136,7 @@ absl::StatusOr<SampledToken> Sampler::Sample(std::span<const float> logits) {
 
   int32_t chosen = 0;
   if (params_.temperature == 0 || params_.top_k == 1) {
-    chosen = static_cast<int32_t>(std::max_element(scores.begin(), scores.end()) - scores.begin());
+    chosen = static_cast<int32_t>(extremes.argmax);
   } else {
     // Candidates sorted by logit (top-k cut first), then softmax at the temperature, min-p and
     // top-p cuts, and one uniform draw.
