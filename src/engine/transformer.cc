@@ -40,8 +40,16 @@ absl::StatusOr<std::vector<float>> LoadVector(const WeightMatrix& m, const std::
 }
 
 void RmsNorm(const float* x, const float* weight, int64_t n, double eps, float* out) {
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  // Eight partial sums: a single one waits on each addition's latency, and a step norms every
+  // row twice per layer.
+  double partial[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int k = 0; k < 8; ++k) partial[k] += static_cast<double>(x[i + k]) * x[i + k];
+  }
+  for (; i < n; ++i) partial[0] += static_cast<double>(x[i]) * x[i];
+  const double sum = ((partial[0] + partial[1]) + (partial[2] + partial[3])) +
+                     ((partial[4] + partial[5]) + (partial[6] + partial[7]));
   const float scale = static_cast<float>(1.0 / std::sqrt(sum / n + eps));
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
 }
