@@ -6,9 +6,11 @@ BUILD ?= build
 CHECK_BUILD ?= build-check
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 10
+# The trees `make` configures compile in unity batches: on two cores that halves a clean build.
+UNITY ?= -DCMAKE_UNITY_BUILD=ON
 SOURCES = $(shell git ls-files --cached --others --exclude-standard -- 'src/*.cc' 'src/*.h' 'bench/*.cc' 'bench/*.h' 'tests/*.cc' 'tests/*.h' 2>/dev/null)
 
-.PHONY: all deps build test test-release check-configure test-asan fuzz format format-check lint bench run clean
+.PHONY: all deps build test test-integration check-configure test-asan fuzz format format-check lint bench run clean
 
 all: build
 
@@ -16,28 +18,31 @@ deps:
 	@scripts/install-deps.sh
 
 build: deps
-	@test -f $(BUILD)/build.ninja || cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+	@test -f $(BUILD)/build.ninja || cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(UNITY)
 	cmake --build $(BUILD) -j $(JOBS)
 
-# All tests in the release build, unit tests again under ASan+UBSan, the fuzzers briefly, and
-# the formatting check.
+# The integration tests (real processes) in the release build, the unit tests under ASan+UBSan,
+# the fuzzers briefly, and the formatting check. Each test is compiled once: the unit tests only
+# in the sanitized tree, where they also catch undefined behaviour.
 test: deps
-	@test -f $(BUILD)/build.ninja || cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
-	cmake --build $(BUILD) --target tandem all_tests -j $(JOBS)
-	$(MAKE) --no-print-directory test-release
+	@test -f $(BUILD)/build.ninja || cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(UNITY)
+	cmake --build $(BUILD) --target tandem integration_tests -j $(JOBS)
+	$(MAKE) --no-print-directory test-integration
+	$(MAKE) --no-print-directory check-configure
+	cmake --build $(CHECK_BUILD) --target unit_tests fuzzers -j $(JOBS)
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory format-check
 	@echo "make test: all checks passed"
 
-test-release:
-	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+test-integration:
+	ctest --test-dir $(BUILD) -L integration --output-on-failure -j $(JOBS)
 
 check-configure: deps
 	@test -f $(CHECK_BUILD)/build.ninja || CC=clang CXX=clang++ cmake -S . -B $(CHECK_BUILD) -G Ninja \
-	  -DCMAKE_BUILD_TYPE=Check -DTANDEM_SANITIZE=ON -DTANDEM_FUZZ=ON -DTANDEM_BUILD_BENCH=OFF
+	  -DCMAKE_BUILD_TYPE=Check -DTANDEM_SANITIZE=ON -DTANDEM_FUZZ=ON -DTANDEM_BUILD_BENCH=OFF $(UNITY)
 
-# The unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer (clang).
+# The unit tests under AddressSanitizer and UndefinedBehaviorSanitizer (clang).
 test-asan: check-configure
 	cmake --build $(CHECK_BUILD) --target unit_tests -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -59,7 +64,7 @@ lint: build
 
 bench: deps
 	scripts/install-deps.sh --bench
-	@test -f $(BUILD)/build.ninja || cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+	@test -f $(BUILD)/build.ninja || cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(UNITY)
 	cmake --build $(BUILD) -j $(JOBS)
 	bench/run-all.sh $(BUILD)
 

@@ -4,14 +4,16 @@
 #       A static library `tandem_core`, alias `tandem::core`, whose headers are included as
 #       "core/a.h" (the include root is src/).
 #   tandem_test(core_test SOURCES a_test.cc DEPS tandem::core [LABELS integration] [TIMEOUT s])
-#       A GoogleTest binary registered with CTest (and part of the `all_tests` target). Tests labelled `unit` (the default) also run
-#       under ASan+UBSan in `make test`; `integration` tests start processes and run once.
+#       A GoogleTest binary registered with CTest (and part of the `all_tests` target). `make test`
+#       runs tests labelled `unit` (the default) in the ASan+UBSan tree (target `unit_tests`) and
+#       `integration` tests, which start processes, in the release tree (`integration_tests`).
 #   tandem_fuzzer(http_request_fuzzer SOURCES f.cc DEPS tandem::net)
 #       A libFuzzer binary, built only when TANDEM_FUZZ is on.
 
 set(TANDEM_SRC_ROOT ${PROJECT_SOURCE_DIR}/src)
 add_custom_target(unit_tests)
-add_custom_target(all_tests)  # every test binary: what `make test` builds (no benchmarks)
+add_custom_target(integration_tests)
+add_custom_target(all_tests)  # every test binary (no benchmarks)
 add_custom_target(fuzzers)
 
 function(tandem_library name)
@@ -52,6 +54,9 @@ function(tandem_test name)
     ENVIRONMENT "TANDEM_BINARY=$<TARGET_FILE:tandem>;TANDEM_SOURCE_DIR=${PROJECT_SOURCE_DIR};TEST_TMPDIR=${scratch}")
   if("unit" IN_LIST ARG_LABELS)
     add_dependencies(unit_tests ${name})
+  endif()
+  if("integration" IN_LIST ARG_LABELS)
+    add_dependencies(integration_tests ${name})
   endif()
   add_dependencies(all_tests ${name})
 endfunction()

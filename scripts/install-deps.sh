@@ -18,7 +18,7 @@ done
 
 packages=(
   # toolchain
-  g++ cmake ninja-build pkg-config git make ccache
+  g++ cmake ninja-build pkg-config git make ccache lld
   # libraries
   libabsl-dev libboost-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libcli11-dev libxxhash-dev libopenblas-dev libssl-dev

@@ -5,13 +5,12 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "model/internal/text.h"
 
 namespace tandem::model {
 namespace {
 
-uint64_t PairKey(int32_t a, int32_t b) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-}
+using internal::PairKey;
 
 struct Word {
   std::vector<int32_t> symbols;

@@ -10,9 +10,12 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "model/internal/text.h"
 
 namespace tandem::model {
 namespace {
+
+using internal::Printable;
 
 constexpr char kMagic[4] = {'G', 'G', 'U', 'F'};
 constexpr int kMaxDims = 4;  // GGML_MAX_DIMS
@@ -42,12 +45,6 @@ uint64_t MinValueBytes(GgufType type) {
       return 12;
   }
   return 1;
-}
-
-std::string Printable(absl::string_view text, size_t max = 60) {
-  std::string out = absl::CHexEscape(text.substr(0, max));
-  if (text.size() > max) out += "...";
-  return out;
 }
 
 // The double with the fewest significant digits that rounds to `value`, so a float32 1e-5

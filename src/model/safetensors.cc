@@ -7,6 +7,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "model/internal/text.h"
 #include "nlohmann/json.hpp"
 
 namespace tandem::model {
@@ -17,12 +18,6 @@ using Json = nlohmann::json;
 // Real headers are a few hundred KB at most; the safetensors library refuses above 100 MB too.
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
-std::string Printable(absl::string_view text) {
-  std::string out = absl::CHexEscape(text.substr(0, 80));
-  if (text.size() > 80) out += "...";
-  return out;
-}
-
 }  // namespace
 
 absl::StatusOr<DType> SafetensorsDType(std::string_view name) {
@@ -30,7 +25,7 @@ absl::StatusOr<DType> SafetensorsDType(std::string_view name) {
   if (name == "F16") return DType::kF16;
   if (name == "BF16") return DType::kBF16;
   return absl::InvalidArgumentError(
-      absl::StrCat("dtype '", Printable(absl::string_view(name.data(), name.size())),
+      absl::StrCat("dtype '", internal::Printable(absl::string_view(name.data(), name.size()), 80),
                    "' is not supported (supported: F32, F16, BF16)"));
 }
 
@@ -84,14 +79,14 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(const uint8_t* data, size_t siz
       if (!it->is_object()) return error("'__metadata__' must be an object of strings");
       for (auto m = it->begin(); m != it->end(); ++m) {
         if (!m->is_string()) {
-          return error(
-              absl::StrCat("'__metadata__' key '", Printable(m.key()), "': expected a string"));
+          return error(absl::StrCat("'__metadata__' key '", internal::Printable(m.key(), 80),
+                                    "': expected a string"));
         }
         file.metadata[m.key()] = m->get<std::string>();
       }
       continue;
     }
-    const std::string where = absl::StrCat("tensor '", Printable(name), "'");
+    const std::string where = absl::StrCat("tensor '", internal::Printable(name, 80), "'");
     if (!it->is_object()) return error(absl::StrCat(where, ": expected an object"));
     const Json& entry = *it;
     SafetensorsTensor tensor;
@@ -153,9 +148,10 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(const uint8_t* data, size_t siz
     const SafetensorsTensor& previous = file.tensors[i - 1];
     const SafetensorsTensor& next = file.tensors[i];
     if (previous.end > next.begin && next.end > next.begin && previous.end > previous.begin) {
-      return error(absl::StrCat("tensors '", Printable(previous.name), "' (bytes ", previous.begin,
-                                "..", previous.end, ") and '", Printable(next.name), "' (bytes ",
-                                next.begin, "..", next.end, ") overlap"));
+      return error(absl::StrCat("tensors '", internal::Printable(previous.name, 80), "' (bytes ",
+                                previous.begin, "..", previous.end, ") and '",
+                                internal::Printable(next.name, 80), "' (bytes ", next.begin, "..",
+                                next.end, ") overlap"));
     }
   }
   return file;

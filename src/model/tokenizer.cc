@@ -8,9 +8,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/status.h"
+#include "model/internal/text.h"
 
 namespace tandem::model {
 namespace {
+
+using internal::kSpaceMark;
+using internal::PairKey;
 
 // GGUF token types.
 constexpr int32_t kTypeNormal = 1;
@@ -19,12 +23,6 @@ constexpr int32_t kTypeControl = 3;
 constexpr int32_t kTypeUserDefined = 4;
 constexpr int32_t kTypeUnused = 5;
 constexpr int32_t kTypeByte = 6;
-
-constexpr char kSpaceMark[] = "\xe2\x96\x81";  // U+2581, SentencePiece's space
-
-uint64_t PairKey(int32_t a, int32_t b) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-}
 
 // "<0x41>" -> 0x41, or -1.
 int ParseByteToken(std::string_view t) {

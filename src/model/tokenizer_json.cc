@@ -5,23 +5,19 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
+#include "model/internal/text.h"
 #include "model/tokenizer.h"
 #include "nlohmann/json.hpp"
 
 namespace tandem::model {
 namespace {
 
-using nlohmann::json;
+using internal::kGpt2Regex;
+using internal::kLlama3Regex;
+using internal::kQwen2Regex;
+using internal::kSpaceMark;
 
-constexpr char kGpt2Regex[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-constexpr char kLlama3Regex[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
-    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-constexpr char kQwen2Regex[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
-    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-constexpr char kSpaceMark[] = "\xe2\x96\x81";
+using nlohmann::json;
 
 absl::Status Bad(std::string_view source, std::string_view key, std::string_view what) {
   return absl::InvalidArgumentError(std::string(source) + ": " + std::string(key) + ": " +

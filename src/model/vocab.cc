@@ -8,11 +8,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "model/bpe_trainer.h"
+#include "model/internal/text.h"
 #include "model/unicode.h"
 #include "nlohmann/json.hpp"
 
 namespace tandem::model {
 namespace {
+
+using internal::kLlama3Regex;
+using internal::kQwen2Regex;
 
 constexpr int32_t kMaxDemoVocab = 1 << 20;
 
@@ -22,14 +26,6 @@ constexpr char kChatMlTemplate[] =
     "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
     "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-
-// The Llama-3 split regex, as Hugging Face tokenizer.json files spell it.
-constexpr char kLlama3Regex[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
-    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-constexpr char kQwen2Regex[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
-    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 std::string ByteLevelText(std::string_view bytes) {
   std::string out;

@@ -224,18 +224,6 @@ absl::Status ValidateRole(std::string_view role, const RoleBounds& bounds) {
   return absl::OkStatus();
 }
 
-bool RatioHolds(int prefill, int decode, const ReplicaBounds& bounds) {
-  // Compared as products to stay exact for ratios such as 1/3.
-  const double tolerance = 1e-9;
-  return prefill + tolerance >= bounds.min_ratio * decode &&
-         prefill <= bounds.max_ratio * decode + tolerance;
-}
-
-int64_t Gpus(int prefill, int decode, const ReplicaBounds& bounds) {
-  return static_cast<int64_t>(prefill) * bounds.prefill.gpus_per_instance +
-         static_cast<int64_t>(decode) * bounds.decode.gpus_per_instance;
-}
-
 }  // namespace
 
 std::string_view PlannerModeName(PlannerMode mode) {
@@ -538,6 +526,17 @@ absl::StatusOr<PlannerSetup> LoadPlannerConfig(Env& env, const std::string& path
     setup.model = std::move(*model);
   }
   return setup;
+}
+
+bool RatioHolds(int prefill, int decode, const ReplicaBounds& bounds) {
+  const double tolerance = 1e-9;
+  return prefill + tolerance >= bounds.min_ratio * decode &&
+         prefill <= bounds.max_ratio * decode + tolerance;
+}
+
+int64_t Gpus(int prefill, int decode, const ReplicaBounds& bounds) {
+  return static_cast<int64_t>(prefill) * bounds.prefill.gpus_per_instance +
+         static_cast<int64_t>(decode) * bounds.decode.gpus_per_instance;
 }
 
 }  // namespace tandem::planner

@@ -51,6 +51,13 @@ struct ReplicaBounds {
   double max_ratio = std::numeric_limits<double>::infinity();
 };
 
+// Whether `prefill` / `decode` instances lie within the bounds' ratio (compared as products, so
+// ratios such as 1/3 stay exact).
+bool RatioHolds(int prefill, int decode, const ReplicaBounds& bounds);
+
+// The GPUs `prefill` and `decode` instances take.
+int64_t Gpus(int prefill, int decode, const ReplicaBounds& bounds);
+
 // Where the live planner reads metrics and how it applies decisions (the `live` section; each
 // field is also a `tandem planner` flag, which wins). Empty = not set.
 struct LiveConfig {

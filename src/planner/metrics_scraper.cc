@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "net/http_client.h"
 #include "nlohmann/json.hpp"
+#include "planner/internal/finite.h"
 
 namespace tandem::planner {
 namespace {
@@ -19,7 +20,7 @@ bool IsWorkerRole(const std::string& role) {
   return role == "prefill" || role == "decode" || role == "both";
 }
 
-double Finite(double value) { return std::isfinite(value) ? value : 0; }
+using internal::FiniteOrZero;
 
 }  // namespace
 
@@ -187,15 +188,15 @@ absl::StatusOr<Observation> ObservationBuilder::Build(double now_seconds,
       add_histogram(d, "tandem_worker_itl_seconds", &itl_sum, &itl_count);
     }
   }
-  o.prompt_tokens_per_second = Finite(prompt_rate);
-  o.prefix_hit_rate = prompt > 0 ? std::clamp(Finite(cached / prompt), 0.0, 1.0) : 0;
-  o.output_tokens_per_second = Finite(generated_rate);
-  o.mean_prompt_tokens = requests > 0 ? Finite(prompt / requests) : 0;
+  o.prompt_tokens_per_second = FiniteOrZero(prompt_rate);
+  o.prefix_hit_rate = prompt > 0 ? std::clamp(FiniteOrZero(cached / prompt), 0.0, 1.0) : 0;
+  o.output_tokens_per_second = FiniteOrZero(generated_rate);
+  o.mean_prompt_tokens = requests > 0 ? FiniteOrZero(prompt / requests) : 0;
   // A decoding sequence holds its prompt and, on average, half of its answer so far.
-  const double mean_output = requests > 0 ? Finite(generated / requests) : 0;
+  const double mean_output = requests > 0 ? FiniteOrZero(generated / requests) : 0;
   o.mean_context_tokens = o.mean_prompt_tokens + mean_output / 2;
-  o.ttft_seconds = ttft_count > 0 ? Finite(ttft_sum / ttft_count) : 0;
-  o.itl_seconds = itl_count > 0 ? Finite(itl_sum / itl_count) : 0;
+  o.ttft_seconds = ttft_count > 0 ? FiniteOrZero(ttft_sum / ttft_count) : 0;
+  o.itl_seconds = itl_count > 0 ? FiniteOrZero(itl_sum / itl_count) : 0;
 
   // Sequences decoding now, and the per-instance load of each role (load mode).
   bool decoders_read = false;
@@ -218,14 +219,14 @@ absl::StatusOr<Observation> ObservationBuilder::Build(double now_seconds,
       continue;
     }
     InstanceLoad load;
-    load.active = std::max(0.0, Finite(metrics.Sum(gauge)));
+    load.active = std::max(0.0, FiniteOrZero(metrics.Sum(gauge)));
     if (entry.deltas) {
-      load.latency_seconds = Finite(
+      load.latency_seconds = FiniteOrZero(
           entry.deltas->Mean(prefill ? "tandem_worker_ttft_seconds" : "tandem_worker_itl_seconds"));
     }
     (prefill ? o.prefill_load : o.decode_load).push_back(load);
   }
-  o.active_sequences = Finite(decoders_read ? running : router_active);
+  o.active_sequences = FiniteOrZero(decoders_read ? running : router_active);
   baselines_ = std::move(next);
   return o;
 }

@@ -15,16 +15,6 @@ namespace {
 
 constexpr double kEpsilon = 1e-9;
 
-bool RatioHolds(int prefill, int decode, const ReplicaBounds& bounds) {
-  return prefill + kEpsilon >= bounds.min_ratio * decode &&
-         prefill <= bounds.max_ratio * decode + kEpsilon;
-}
-
-int64_t Gpus(int prefill, int decode, const ReplicaBounds& bounds) {
-  return static_cast<int64_t>(prefill) * bounds.prefill.gpus_per_instance +
-         static_cast<int64_t>(decode) * bounds.decode.gpus_per_instance;
-}
-
 bool Feasible(int prefill, int decode, const ReplicaBounds& bounds) {
   return prefill >= bounds.prefill.min_instances && prefill <= bounds.prefill.max_instances &&
          decode >= bounds.decode.min_instances && decode <= bounds.decode.max_instances &&
@@ -40,10 +30,8 @@ std::string Num(double value) {
   return absl::StrFormat("%.4g", value);
 }
 
-bool Finite(double value) { return std::isfinite(value); }
-
 absl::Status NonNegative(const char* field, double value) {
-  if (!Finite(value) || value < 0) {
+  if (!std::isfinite(value) || value < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("'", field, "' must be a finite number >= 0, got ", value));
   }
@@ -199,7 +187,7 @@ std::optional<std::pair<double, double>> WindowedRegression::Fit() const {
 }
 
 absl::Status ValidateObservation(const Observation& o) {
-  if (!Finite(o.time_seconds)) {
+  if (!std::isfinite(o.time_seconds)) {
     return absl::InvalidArgumentError("'time_s' must be a finite number");
   }
   if (o.prefill_instances < 0 || o.decode_instances < 0) {
@@ -231,7 +219,7 @@ absl::Status ValidateObservation(const Observation& o) {
     }
     for (size_t i = 0; i < loads->size(); ++i) {
       const InstanceLoad& load = (*loads)[i];
-      if (!Finite(load.active) || load.active < 0 || !Finite(load.latency_seconds) ||
+      if (!std::isfinite(load.active) || load.active < 0 || !std::isfinite(load.latency_seconds) ||
           load.latency_seconds < 0) {
         return absl::InvalidArgumentError(
             absl::StrCat("'", name, "[", i, "]' needs active >= 0 and latency_s >= 0, got ",

@@ -12,8 +12,6 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-absl::string_view View(std::string_view text) { return {text.data(), text.size()}; }
-
 // Converts a horizon in seconds into whole sampling steps (at least one).
 class StepClock {
  public:
@@ -201,8 +199,9 @@ absl::StatusOr<PredictorKind> ParsePredictorKind(std::string_view name) {
                              PredictorKind::kHoltWinters, PredictorKind::kKalman}) {
     if (name == PredictorKindName(kind)) return kind;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown predictor '", View(name), "' (expected last_value, ewma, holt_winters or kalman)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown predictor '", absl::string_view(name.data(), name.size()),
+                   "' (expected last_value, ewma, holt_winters or kalman)"));
 }
 
 absl::Status ValidatePredictorOptions(const PredictorOptions& options) {

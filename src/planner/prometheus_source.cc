@@ -10,13 +10,14 @@
 #include "absl/time/clock.h"
 #include "net/http_client.h"
 #include "nlohmann/json.hpp"
+#include "planner/internal/finite.h"
 
 namespace tandem::planner {
 namespace {
 
 using nlohmann::json;
 
-double Finite(double value) { return std::isfinite(value) ? value : 0; }
+using internal::FiniteOrZero;
 
 std::string UrlEncode(const std::string& text) {
   std::string out;
@@ -274,7 +275,7 @@ absl::StatusOr<std::vector<Observation>> PrometheusMetricsSource::Evaluate(doubl
     std::map<std::string, double>& v = values[time];
     auto get = [&](const std::string& field) {
       auto it = v.find(field);
-      return it == v.end() ? 0.0 : Finite(it->second);
+      return it == v.end() ? 0.0 : FiniteOrZero(it->second);
     };
     Observation o;
     o.time_seconds = time / 1000.0;
@@ -297,10 +298,10 @@ absl::StatusOr<std::vector<Observation>> PrometheusMetricsSource::Evaluate(doubl
       std::map<std::string, std::map<std::string, double>>& fields_here = per_instance[time];
       for (const auto& [instance, active] : fields_here[role + "_active"]) {
         InstanceLoad load;
-        load.active = std::max(0.0, Finite(active));
+        load.active = std::max(0.0, FiniteOrZero(active));
         auto latency = fields_here[role + "_latency"].find(instance);
         if (latency != fields_here[role + "_latency"].end()) {
-          load.latency_seconds = std::max(0.0, Finite(latency->second));
+          load.latency_seconds = std::max(0.0, FiniteOrZero(latency->second));
         }
         loads->push_back(load);
       }

@@ -6,19 +6,12 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "sched/test_source.h"
 
 namespace tandem::sched {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string ReadSource(const std::string& relative) {
-  const char* root = std::getenv("TANDEM_SOURCE_DIR");
-  std::ifstream in(std::string(root ? root : ".") + "/" + relative);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
 
 constexpr char kCluster[] = R"(
 apiVersion: tandem/v1
