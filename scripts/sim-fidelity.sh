@@ -33,6 +33,7 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+export SCRIPTS="$repo/scripts"  # router_spans.py, for the Python steps below
 build="$repo/build"
 if [[ $# -gt 0 && "$1" != --* ]]; then build="$1"; shift; fi
 tolerance=0.10
@@ -219,25 +220,20 @@ profile "$work/profile-after.json"
 # prefill ran in the live stack during the probes (the router's `prefill` span: the prefill
 # worker's queue, compute and answer) than the profile says for the probe's prompt.
 python3 - "$work" "$probe_input" <<'PY'
-import glob, json, re, sys
+import glob, json, os, sys
+sys.path.insert(0, os.environ["SCRIPTS"])
+from router_spans import mean_span_ms, spans
 work, probe_input = sys.argv[1], int(sys.argv[2])
 before, after = (json.load(open(f"{work}/profile-{p}.json")) for p in ("before", "after"))
 before["prefill"] += after["prefill"]
 before["decode"] += after["decode"]
 json.dump(before, open(f"{work}/profile-engine.json", "w"), indent=1)
 
-def span(path, name):
-    out = {}
-    for line in open(path):
-        m = re.match(r'tandem_router_span_seconds_(sum|count)\{span="%s"\} (\S+)' % name, line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
 live = []
 for start in sorted(glob.glob(f"{work}/router-metrics-probe-*-start.txt")):
-    a, b = span(start, "prefill"), span(start.replace("-start", "-end"), "prefill")
-    if b.get("count", 0) > a.get("count", 0):
-        live.append((b["sum"] - a["sum"]) / (b["count"] - a["count"]))
+    mean = mean_span_ms(spans(start), spans(start.replace("-start", "-end")), "prefill")
+    if mean is not None:
+        live.append(mean / 1e3)
 points = [p["seconds"] for p in before["prefill"]
           if p["uncached_tokens"] == probe_input and p.get("cached_tokens", 0) == 0]
 scale = 1.0
@@ -282,21 +278,10 @@ for live in "$work"/probe-*.json; do
   calibrations+=("$live" "$probe_run-sim.json")
 done
 read -r first_token_ms token_ms join_ms < <(python3 - "$probe_output" "${calibrations[@]}" <<'PY'
-import json, re, sys
+import json, os, sys
+sys.path.insert(0, os.environ["SCRIPTS"])
+from router_spans import mean_span_ms, spans
 gaps = int(sys.argv[1]) - 1
-
-def spans(path):
-    out = {}
-    for line in open(path):
-        m = re.match(r'tandem_router_span_seconds_(sum|count)\{span="(\w+)"\} (\S+)', line)
-        if m:
-            out.setdefault(m.group(2), {})[m.group(1)] = float(m.group(3))
-    return out
-
-def mean_span_ms(start, end, name):
-    a, b = start.get(name, {}), end.get(name, {})
-    n = b.get("count", 0) - a.get("count", 0)
-    return 1e3 * (b.get("sum", 0) - a.get("sum", 0)) / n if n > 0 else 0.0
 
 found = []
 for live_path, sim_path in zip(sys.argv[2::2], sys.argv[3::2]):
@@ -315,8 +300,8 @@ for live_path, sim_path in zip(sys.argv[2::2], sys.argv[3::2]):
     metrics = live_path.rsplit("/", 1)[0] + "/router-metrics-" + \
         live_path.rsplit("/", 1)[1][:-len(".json")]
     start, end = spans(metrics + "-start.txt"), spans(metrics + "-end.txt")
-    first = max(0.0, live["mean_ttft_ms"] - mean_span_ms(start, end, "queue") -
-                mean_span_ms(start, end, "prefill"))
+    first = max(0.0, live["mean_ttft_ms"] - (mean_span_ms(start, end, "queue") or 0) -
+                (mean_span_ms(start, end, "prefill") or 0))
     print(f"probe {live_path.rsplit('/', 1)[-1]}: first token {first:.1f} ms, per token "
           f"{token:.2f} ms, join {join:.1f} ms", file=sys.stderr)
     found.append((first, token, join))
@@ -330,25 +315,19 @@ scenario "$work/scenario.yaml" "$seed" "$requests" "$rate" "$input" "$output" \
 "$tandem" sim "$work/scenario.yaml" --json "$work/sim.json" >/dev/null
 
 python3 - "$work" "$tolerance" <<'PY'
-import json, re, sys
+import json, os, sys
+sys.path.insert(0, os.environ["SCRIPTS"])
+from router_spans import mean_span_ms, spans
 work, tolerance = sys.argv[1], float(sys.argv[2])
 bench = json.load(open(f"{work}/bench.json"))
 sim = json.load(open(f"{work}/sim.json"))["variants"][0]["result"]
 
-def spans(path):
-    out = {}
-    for line in open(path):
-        m = re.match(r'tandem_router_span_seconds_(sum|count)\{span="(\w+)"\} (\S+)', line)
-        if m:
-            out.setdefault(m.group(2), {})[m.group(1)] = float(m.group(3))
-    return out
 before, after = spans(f"{work}/router-metrics-before.txt"), spans(f"{work}/router-metrics-after.txt")
 parts = []
 for name in ("queue", "prefill", "kv_transfer", "first_decode"):
-    if name in before and name in after:
-        n = after[name]["count"] - before[name]["count"]
-        if n > 0:
-            parts.append(f"{name} {1e3 * (after[name]['sum'] - before[name]['sum']) / n:.1f}")
+    mean = mean_span_ms(before, after, name)
+    if mean is not None:
+        parts.append(f"{name} {mean:.1f}")
 if parts:
     print("live TTFT as the router sees it (mean ms): " + ", ".join(parts))
 print(f"live: {bench['completed']} of {bench['num_prompts'] if 'num_prompts' in bench else '?'} "
