@@ -238,13 +238,14 @@ int Run(int argc, char** argv) {
   const int64_t prompt = 64, decode_tokens = 64;
   const int block_size = 16;
   // KV budget: exactly what the batching run fills (prompt + generated for every sequence), and
-  // at least a 512-token prefill.
+  // at least what the 512-token prefill below allocates (with room for decode_tokens more).
   const KvLayout layout = {.num_layers = (int)config.num_layers,
                            .num_kv_heads = (int)config.num_kv_heads,
                            .head_dim = (int)config.head_dim,
                            .block_size = block_size};
-  const int64_t kv_blocks = std::max<int64_t>(
-      sequences * BlocksFor(prompt + decode_tokens, block_size), BlocksFor(513, block_size));
+  const int64_t kv_blocks =
+      std::max<int64_t>(sequences * BlocksFor(prompt + decode_tokens, block_size),
+                        BlocksFor(512 + decode_tokens + 1, block_size));
   const int64_t kv_budget = kv_blocks * layout.block_bytes();
 
   auto engine_or = Engine::Create(model, {.threads = threads,
