@@ -44,6 +44,11 @@ TANDEM_BF16 void Bf16Tile(const uint8_t* rows, int64_t row_bytes, int64_t cols, 
     for (int t = 0; t < T; ++t) xv[t] = _mm512_loadu_si512(x + t * xs + c);
     for (int r = 0; r < R; ++r) {
       const __m512i w = _mm512_loadu_si512(rows + r * row_bytes + 2 * c);
+      // One input row is bound by memory: fetch the same line of the next tile's rows now.
+      if constexpr (T == 1) {
+        _mm_prefetch(reinterpret_cast<const char*>(rows + (R + r) * row_bytes + 2 * c),
+                     _MM_HINT_T0);
+      }
       for (int t = 0; t < T; ++t) {
         acc[r][t] = _mm512_dpbf16_ps(acc[r][t], reinterpret_cast<const __m512bh&>(w),
                                      reinterpret_cast<const __m512bh&>(xv[t]));
