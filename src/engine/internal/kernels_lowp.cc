@@ -315,32 +315,21 @@ TANDEM_VNNI void Q8Tile(const TileBlock* tile, int64_t blocks, const uint8_t* x,
 // block's 8 weight vectors.
 constexpr int kTileInputs = 8;
 
+// The last n < kTileInputs activation rows: Q8Tile<n>, picked at run time.
+template <int T>
+TANDEM_VNNI void Q8TileRest(int64_t n, const TileBlock* tile, int64_t blocks, const uint8_t* x,
+                            int64_t xs, int64_t padded, float* out, int64_t os, __mmask16 rows) {
+  if (n == T) return Q8Tile<T>(tile, blocks, x, xs, padded, out, os, rows);
+  if constexpr (T > 1) Q8TileRest<T - 1>(n, tile, blocks, x, xs, padded, out, os, rows);
+}
+
 TANDEM_VNNI void Q8TileAllInputs(const TileBlock* tile, int64_t blocks, const uint8_t* x,
                                  int64_t xs, int64_t padded, int64_t n, float* out, int64_t os,
                                  __mmask16 rows) {
   int64_t t = 0;
   for (; t + kTileInputs <= n; t += kTileInputs)
     Q8Tile<kTileInputs>(tile, blocks, x + t * xs, xs, padded, out + t * os, os, rows);
-  const uint8_t* xt = x + t * xs;
-  float* ot = out + t * os;
-  switch (n - t) {
-    case 7:
-      return Q8Tile<7>(tile, blocks, xt, xs, padded, ot, os, rows);
-    case 6:
-      return Q8Tile<6>(tile, blocks, xt, xs, padded, ot, os, rows);
-    case 5:
-      return Q8Tile<5>(tile, blocks, xt, xs, padded, ot, os, rows);
-    case 4:
-      return Q8Tile<4>(tile, blocks, xt, xs, padded, ot, os, rows);
-    case 3:
-      return Q8Tile<3>(tile, blocks, xt, xs, padded, ot, os, rows);
-    case 2:
-      return Q8Tile<2>(tile, blocks, xt, xs, padded, ot, os, rows);
-    case 1:
-      return Q8Tile<1>(tile, blocks, xt, xs, padded, ot, os, rows);
-    default:
-      return;
-  }
+  Q8TileRest<kTileInputs - 1>(n - t, tile, blocks, x + t * xs, xs, padded, out + t * os, os, rows);
 }
 
 // Every batch size takes the same path: tiles of 16 rows are transposed once into a
