@@ -63,6 +63,7 @@ if [[ $repeat -gt 0 ]]; then
     echo "=== comparison $i of $repeat"
     args=("$build" --one --tolerance "$tolerance")
     if [[ -n "$from" ]]; then args+=(--from "$top/$i"); else args+=(--keep "$top/$i"); fi
+    rm -f "$top/$i/result.json"  # a kept folder's old result must not stand in for a failed step
     "$0" "${args[@]}" || [[ -f "$top/$i/result.json" ]] ||
       { echo "sim-fidelity: comparison $i failed" >&2; exit 1; }
   done
