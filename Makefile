@@ -6,7 +6,8 @@ BUILD ?= build
 CHECK_BUILD ?= build-check
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 10
-# The trees `make` configures compile in unity batches: on two cores that halves a clean build.
+# The trees `make` configures compile in unity batches: shared headers are compiled once per
+# batch, which cuts a clean build's compile time by about a third.
 UNITY ?= -DCMAKE_UNITY_BUILD=ON
 SOURCES = $(shell git ls-files --cached --others --exclude-standard -- 'src/*.cc' 'src/*.h' 'bench/*.cc' 'bench/*.h' 'tests/*.cc' 'tests/*.h' 2>/dev/null)
 
