@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -51,14 +52,13 @@ __attribute__((target("avx2,fma"))) float SumFloats(const float* data, int64_t n
   return sum;
 }
 
-// Best-of-5 streaming read bandwidth (bytes/s) over 1 GiB, far larger than the caches; each
-// thread reads its own contiguous share, as the matrix kernels do.
-double MeasureReadBandwidth(ThreadPool& pool) {
-  const int64_t floats = int64_t{256} << 20;
-  std::vector<float> buffer(floats, 1.0f);
+// Best-of-`passes` streaming read bandwidth (bytes/s) over `buffer` (far larger than the caches);
+// each thread reads its own contiguous share, as the matrix kernels do.
+double MeasureReadBandwidth(ThreadPool& pool, const std::vector<float>& buffer, int passes) {
+  const auto floats = static_cast<int64_t>(buffer.size());
   const int64_t shares = pool.num_threads();
   double best = 0;
-  for (int round = 0; round < 5; ++round) {
+  for (int round = 0; round < passes; ++round) {
     std::vector<float> partial(shares * 16, 0);
     const double start = Now();
     pool.ParallelFor(shares, 1, [&](int64_t begin, int64_t end) {
@@ -86,6 +86,66 @@ double MeasureGemmPeak(int threads) {
   }
   return best;
 }
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  if (n == 0) return 0;
+  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+// The baselines' process: forked before the model is loaded, it holds the 1 GiB read buffer and
+// answers one byte per request with one double: 'b' the read bandwidth (best of 2 passes),
+// 'g' the SGEMM peak; it exits when the pipe closes. Requests block this process, so the two
+// never run at the same time.
+class Baselines {
+ public:
+  bool Start(int threads) {
+    int requests[2], answers[2];
+    if (pipe(requests) != 0) return false;
+    if (pipe(answers) != 0) return false;
+    child_ = fork();
+    if (child_ < 0) return false;
+    if (child_ == 0) {
+      close(requests[1]);
+      close(answers[0]);
+      ThreadPool pool(threads);
+      const std::vector<float> buffer(int64_t{256} << 20, 1.0f);
+      char request;
+      while (read(requests[0], &request, 1) == 1) {
+        const double value = request == 'g' ? MeasureGemmPeak(threads)
+                                            : MeasureReadBandwidth(pool, buffer, /*passes=*/2);
+        if (write(answers[1], &value, sizeof(value)) != sizeof(value)) _exit(1);
+      }
+      _exit(0);
+    }
+    close(requests[0]);
+    close(answers[1]);
+    request_fd_ = requests[1];
+    answer_fd_ = answers[0];
+    return true;
+  }
+  // The measured value, or 0 when the process failed.
+  double Request(char what) {
+    double value = 0;
+    if (write(request_fd_, &what, 1) != 1) return 0;
+    if (read(answer_fd_, &value, sizeof(value)) != sizeof(value)) return 0;
+    return value;
+  }
+  ~Baselines() {
+    if (child_ <= 0) return;
+    close(request_fd_);
+    close(answer_fd_);
+    int status = 0;
+    waitpid(child_, &status, 0);
+  }
+
+ private:
+  pid_t child_ = -1;
+  int request_fd_ = -1, answer_fd_ = -1;
+};
+
+constexpr int64_t kDecodeWindow = 8;
 
 std::vector<int32_t> Tokens(int64_t count, int64_t vocab, int salt) {
   std::vector<int32_t> tokens(count);
@@ -155,39 +215,31 @@ double BatchedDecodeRate(Engine& engine, int sequences, int64_t prompt, int64_t 
 int Run(int argc, char** argv) {
   CLI::App app("Tandem engine benchmark");
   std::string shape = "small", dtype = "bf16";
-  int threads = 1, sequences = 32;
+  int threads = 1, sequences = 32, rounds = 3;
   app.add_option("--shape", shape, "small | qwen2.5-0.5b (random weights in memory)");
   app.add_option("--dtype", dtype, "f32 | bf16 | q8_0 (with --shape)");
   std::string model_path;
   app.add_option("--model", model_path, "A model file (e.g. from tandem model create) instead");
   app.add_option("--threads", threads, "engine threads");
-  app.add_option("--sequences", sequences, "concurrent sequences for the batching run");
+  app.add_option("--sequences", sequences, "concurrent sequences for the batching run")
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--rounds", rounds, "batch-1 / batched pairs for the batching speedup")
+      ->check(CLI::Range(1, 100));
   CLI11_PARSE(app, argc, argv);
 
-  // The baselines run in a child process so their buffers stay out of this process's peak RSS.
-  double baselines[2] = {0, 0};
-  {
-    int fds[2];
-    if (pipe(fds) != 0) return 1;
-    const pid_t child = fork();
-    if (child == 0) {
-      ThreadPool bandwidth_pool(threads);
-      double measured[2] = {MeasureReadBandwidth(bandwidth_pool), MeasureGemmPeak(threads)};
-      ssize_t written = write(fds[1], measured, sizeof(measured));
-      _exit(written == sizeof(measured) ? 0 : 1);
-    }
-    close(fds[1]);
-    ssize_t got = read(fds[0], baselines, sizeof(baselines));
-    close(fds[0]);
-    int child_status = 0;
-    waitpid(child, &child_status, 0);
-    if (got != sizeof(baselines)) {
-      std::fprintf(stderr, "engine_bench: baseline measurement failed\n");
-      return 1;
-    }
+  // The baselines run in a child process, so that their buffers stay out of this process's peak
+  // RSS, which answers requests over a pipe: the read bandwidth is sampled again next to every
+  // decode window (see below), because this host's bandwidth moves by 30 % within seconds.
+  Baselines baselines;
+  if (!baselines.Start(threads)) {
+    std::fprintf(stderr, "engine_bench: baseline process failed\n");
+    return 1;
   }
-  const double bandwidth = baselines[0];
-  const double gemm_peak = baselines[1];
+  const double gemm_peak = baselines.Request('g');
+  if (gemm_peak <= 0) {
+    std::fprintf(stderr, "engine_bench: baseline measurement failed\n");
+    return 1;
+  }
 
   // What the process holds before any model memory (binary, libraries, runtime), so the report
   // can show the engine's own footprint next to the raw peak.
@@ -282,32 +334,73 @@ int Run(int argc, char** argv) {
   const double prefill_rate = 512 / prefill_seconds;
   const double prefill_ratio = prefill_flops / prefill_seconds / gemm_peak;
 
-  // Decode at batch 1 with a 64-token context, timed over 64 steps.
+  // Decode at batch 1 after a 64-token prompt: 64 timed steps in windows of 8. Before each
+  // window the baseline process samples the read bandwidth (best of 2 passes) and one untimed
+  // step brings the weights back into the caches that pass evicted; a window's ratio is its
+  // rate against the roofline of the mean of the samples before and after it. The reported
+  // ratio is the median over windows, so a ratio never compares moments seconds apart.
   pool.Release(blocks);
-  blocks = std::move(pool.Allocate(BlocksFor(prompt + decode_tokens + 1, block_size))).value();
+  const int64_t decode_windows = decode_tokens / kDecodeWindow;
+  blocks =
+      std::move(pool.Allocate(BlocksFor(prompt + decode_tokens + decode_windows + 1, block_size)))
+          .value();
   std::vector<int32_t> short_prompt = Tokens(prompt, config.vocab_size, 7);
   SequenceChunk chunk{.tokens = short_prompt, .start = 0, .blocks = blocks};
   if (!transformer.Forward({&chunk, 1}, pool, logits.data()).ok()) return 1;
   int32_t token = 1;
-  const double decode_start = Now();
-  for (int64_t step = 0; step < decode_tokens; ++step) {
-    SequenceChunk next{.tokens = std::span(&token, 1), .start = prompt + step, .blocks = blocks};
-    if (!transformer.Forward({&next, 1}, pool, logits.data()).ok()) return 1;
+  int64_t position = prompt;
+  const auto step = [&] {
+    SequenceChunk next{.tokens = std::span(&token, 1), .start = position++, .blocks = blocks};
+    if (!transformer.Forward({&next, 1}, pool, logits.data()).ok()) return false;
     token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    return true;
+  };
+  const KvLayout kv_layout = pool.layout();
+  std::vector<double> samples = {baselines.Request('b')};
+  std::vector<double> window_seconds, window_ratios;
+  double decode_total = 0, kv_positions_read = 0;
+  for (int64_t w = 0; w < decode_windows; ++w) {
+    if (!step()) return 1;  // untimed: refills the caches
+    const int64_t first_position = position;
+    const double start = Now();
+    for (int64_t i = 0; i < kDecodeWindow; ++i) {
+      if (!step()) return 1;
+    }
+    const double seconds = Now() - start;
+    samples.push_back(baselines.Request('b'));
+    // Each step reads the weights and the KV of every position up to its own.
+    const double mean_context = first_position + (kDecodeWindow - 1) / 2.0 + 1;
+    const double bytes_per_token =
+        transformer.weight_bytes() + mean_context * kv_layout.token_bytes();
+    const double bandwidth = (samples[samples.size() - 2] + samples.back()) / 2;
+    window_seconds.push_back(seconds);
+    window_ratios.push_back(kDecodeWindow / seconds / (bandwidth / bytes_per_token));
+    decode_total += seconds;
+    kv_positions_read += kDecodeWindow * mean_context;
   }
-  const double decode_seconds = (Now() - decode_start) / decode_tokens;
   TraceMemory("decode");
   pool.Release(blocks);
-  const double mean_context = prompt + decode_tokens / 2.0;
-  const double bytes_per_token = transformer.weight_bytes() + mean_context * layout.token_bytes();
-  const double decode_rate = 1 / decode_seconds;
+  const double decode_rate = decode_windows * kDecodeWindow / decode_total;
+  const double bandwidth = Median(samples);
+  const double bytes_per_token = transformer.weight_bytes() + kv_positions_read /
+                                                                  (decode_windows * kDecodeWindow) *
+                                                                  kv_layout.token_bytes();
   const double roofline_rate = bandwidth / bytes_per_token;
 
-  // Continuous batching through the engine loop.
-  const double batch1 = BatchedDecodeRate(engine, 1, prompt, decode_tokens);
-  TraceMemory("batch 1");
-  const double batched = BatchedDecodeRate(engine, sequences, prompt, decode_tokens);
-  TraceMemory("batch 32");
+  // Continuous batching through the engine loop: batch 1 and then `sequences` at once, in
+  // `rounds` back-to-back pairs; the speedup is the median of the pairs' ratios (a pair runs
+  // within seconds, the rounds apart), the rates the medians of their runs.
+  std::vector<double> batch1_rates, batched_rates, speedups;
+  for (int round = 0; round < rounds; ++round) {
+    batch1_rates.push_back(BatchedDecodeRate(engine, 1, prompt, decode_tokens));
+    TraceMemory("batch 1");
+    batched_rates.push_back(BatchedDecodeRate(engine, sequences, prompt, decode_tokens));
+    TraceMemory("batch 32");
+    speedups.push_back(batched_rates.back() / std::max(1e-9, batch1_rates.back()));
+  }
+  const auto [min_ratio, max_ratio] =
+      std::minmax_element(window_ratios.begin(), window_ratios.end());
+  const auto [min_sample, max_sample] = std::minmax_element(samples.begin(), samples.end());
 
   struct rusage usage;
   getrusage(RUSAGE_SELF, &usage);
@@ -326,14 +419,21 @@ int Run(int argc, char** argv) {
       {"gemm_peak_gflops", gemm_peak / 1e9},
       {"decode_tokens_per_s", decode_rate},
       {"decode_roofline_tokens_per_s", roofline_rate},
-      {"decode_roofline_ratio", decode_rate / roofline_rate},
+      {"decode_roofline_ratio", Median(window_ratios)},
+      {"decode_roofline_ratio_min", *min_ratio},
+      {"decode_roofline_ratio_max", *max_ratio},
+      {"decode_windows", decode_windows},
+      {"read_bandwidth_min_gbs", *min_sample / 1e9},
+      {"read_bandwidth_max_gbs", *max_sample / 1e9},
       {"prefill_512_tokens_per_s", prefill_rate},
       {"prefill_gflops", prefill_flops / prefill_seconds / 1e9},
       {"prefill_peak_ratio", prefill_ratio},
-      {"batch1_decode_tokens_per_s", batch1},
-      {"batched_decode_tokens_per_s", batched},
+      {"batch1_decode_tokens_per_s", Median(batch1_rates)},
+      {"batched_decode_tokens_per_s", Median(batched_rates)},
       {"batched_sequences", sequences},
-      {"batching_speedup", batched / std::max(1e-9, batch1)},
+      {"batching_rounds", rounds},
+      {"batching_speedup", Median(speedups)},
+      {"batching_speedups", speedups},
       {"weight_bytes", weight_bytes},
       {"kv_budget_bytes", kv_budget},
       {"peak_rss_bytes", peak_rss},

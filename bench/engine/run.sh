@@ -41,17 +41,21 @@ done
 python3 - "$results" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-print("| model | source | dtype | threads | read GB/s | decode tok/s | roofline tok/s | decode ratio (target >= 0.70) "
+print("| model | source | dtype | threads | read GB/s (min-max) | decode tok/s | roofline tok/s "
+      "| decode ratio, median of windows (target >= 0.70) | windows min-max "
       "| prefill-512 tok/s | GEMM peak GFLOP/s | prefill GFLOP/s | prefill ratio (target >= 0.50) "
-      "| batch-1 tok/s | 32-seq tok/s | batching x (target >= 4) | peak RSS MiB | startup RSS MiB | weights+KV MiB "
-      "| RSS ratio (target <= 1.10) | ratio above startup |")
-print("|" + "---|" * 20)
+      "| batch-1 tok/s | 32-seq tok/s | batching x, median (target >= 4) | per round "
+      "| peak RSS MiB | startup RSS MiB | weights+KV MiB | RSS ratio (target <= 1.10) | ratio above startup |")
+print("|" + "---|" * 22)
 for r in rows:
     mib = 1 << 20
-    print(f"| {r['model']} | {r['source']} | {r['dtype']} | {r['threads']} | {r['read_bandwidth_gbs']:.1f} "
+    rounds = ", ".join(f"{x:.2f}" for x in r["batching_speedups"])
+    print(f"| {r['model']} | {r['source']} | {r['dtype']} | {r['threads']} "
+          f"| {r['read_bandwidth_gbs']:.1f} ({r['read_bandwidth_min_gbs']:.1f}-{r['read_bandwidth_max_gbs']:.1f}) "
           f"| {r['decode_tokens_per_s']:.1f} | {r['decode_roofline_tokens_per_s']:.1f} | {r['decode_roofline_ratio']:.2f} "
+          f"| {r['decode_roofline_ratio_min']:.2f}-{r['decode_roofline_ratio_max']:.2f} "
           f"| {r['prefill_512_tokens_per_s']:.0f} | {r['gemm_peak_gflops']:.0f} | {r['prefill_gflops']:.0f} | {r['prefill_peak_ratio']:.2f} "
-          f"| {r['batch1_decode_tokens_per_s']:.1f} | {r['batched_decode_tokens_per_s']:.1f} | {r['batching_speedup']:.2f} "
+          f"| {r['batch1_decode_tokens_per_s']:.1f} | {r['batched_decode_tokens_per_s']:.1f} | {r['batching_speedup']:.2f} | {rounds} "
           f"| {r['peak_rss_bytes'] / mib:.0f} | {r['startup_rss_bytes'] / mib:.0f} "
           f"| {(r['weight_bytes'] + r['kv_budget_bytes']) / mib:.0f} | {r['rss_ratio']:.2f} | {r['rss_ratio_above_startup']:.2f} |")
 PY
