@@ -38,6 +38,10 @@ absl::StatusOr<std::unique_ptr<BlockPool>> BlockPool::Create(const BlockPoolOpti
         layout.num_layers, " layers, ", layout.num_kv_heads, " kv heads, head dim ",
         layout.head_dim, ", block size ", layout.block_size));
   }
+  if (layout.type != KvType::kF32 && layout.type != KvType::kBF16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV layout has unknown element type ", static_cast<int>(layout.type)));
+  }
   int64_t budget = options.budget_bytes;
   if (budget <= 0 && options.budget_fraction > 0) {
     if (options.budget_fraction > 1) {

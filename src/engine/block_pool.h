@@ -8,9 +8,11 @@
 // is fixed and documented in docs/kv-layout.md:
 //
 //   block b      at storage + b * block_bytes
-//   layer l      at + l * layer_block_bytes        (2 * kv_heads * B * head_dim * 4 bytes)
-//   keys of h    at + h * B * head_dim * 4         (F32, [dim][slot]: transposed)
-//   values of h  at + (kv_heads + h) * B * head_dim * 4   (F32, [slot][dim])
+//   layer l      at + l * layer_block_bytes        (2 * kv_heads * B * head_dim * E bytes)
+//   keys of h    at + h * B * head_dim * E         ([dim][slot]: transposed)
+//   values of h  at + (kv_heads + h) * B * head_dim * E   ([slot][dim])
+//
+// where E is the element size of the layout's KvType: 4 for F32, 2 for BF16.
 //
 // so one block (all layers) is one contiguous span and one layer of a sequence is one span per
 // block, both copied with memcpy.
@@ -35,6 +37,7 @@
 // whoever holds a reference to a block coordinates writes to it.
 #pragma once
 
+#include <cassert>
 #include <cstdint>
 #include <deque>
 #include <list>
@@ -48,12 +51,14 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "core/block_hash.h"
+#include "core/kv_type.h"
 
 namespace tandem::engine {
 
 using BlockId = int32_t;
 using ::tandem::BlockHash;
 using ::tandem::kRootBlockHash;
+using ::tandem::KvType;
 
 // The chained identity of a KV block (core/block_hash.h, the definition the router uses too).
 inline BlockHash HashKvBlock(BlockHash parent, std::span<const int32_t> tokens) {
@@ -64,16 +69,18 @@ inline std::vector<BlockHash> HashKvBlocks(std::span<const int32_t> tokens, int 
   return HashPromptBlocks(tokens, block_size);
 }
 
-// The shape of the KV data (F32 keys and values).
+// The shape of the KV data and the element type of its keys and values.
 struct KvLayout {
   int num_layers = 0;
   int num_kv_heads = 0;
   int head_dim = 0;
   int block_size = 16;
+  KvType type = KvType::kF32;
 
+  int64_t element_bytes() const { return KvTypeBytes(type); }
   // Bytes of keys (or values) of one kv head of one layer of one block.
   int64_t head_block_bytes() const {
-    return static_cast<int64_t>(block_size) * head_dim * sizeof(float);
+    return static_cast<int64_t>(block_size) * head_dim * element_bytes();
   }
   int64_t layer_block_bytes() const { return 2 * num_kv_heads * head_block_bytes(); }
   int64_t block_bytes() const { return num_layers * layer_block_bytes(); }
@@ -174,12 +181,31 @@ class BlockPool {
     return {BlockData(block) + layer * layout_.layer_block_bytes(),
             static_cast<size_t>(layout_.layer_block_bytes())};
   }
-  float* Keys(BlockId block, int layer, int kv_head) const {
-    return reinterpret_cast<float*>(BlockData(block) + layer * layout_.layer_block_bytes() +
-                                    kv_head * layout_.head_block_bytes());
+  // The keys (values) of one kv head of one layer of a block, as bytes: element (slot, d) of the
+  // keys is element d * block_size + slot, of the values slot * head_dim + d.
+  uint8_t* Keys(BlockId block, int layer, int kv_head) const {
+    return BlockData(block) + layer * layout_.layer_block_bytes() +
+           kv_head * layout_.head_block_bytes();
   }
-  float* Values(BlockId block, int layer, int kv_head) const {
+  uint8_t* Values(BlockId block, int layer, int kv_head) const {
     return Keys(block, layer, layout_.num_kv_heads + kv_head);
+  }
+  // The same, typed; only valid for a layout of that type (checked in debug builds).
+  float* KeysF32(BlockId block, int layer, int kv_head) const {
+    assert(layout_.type == KvType::kF32);
+    return reinterpret_cast<float*>(Keys(block, layer, kv_head));
+  }
+  float* ValuesF32(BlockId block, int layer, int kv_head) const {
+    assert(layout_.type == KvType::kF32);
+    return reinterpret_cast<float*>(Values(block, layer, kv_head));
+  }
+  uint16_t* KeysBf16(BlockId block, int layer, int kv_head) const {
+    assert(layout_.type == KvType::kBF16);
+    return reinterpret_cast<uint16_t*>(Keys(block, layer, kv_head));
+  }
+  uint16_t* ValuesBf16(BlockId block, int layer, int kv_head) const {
+    assert(layout_.type == KvType::kBF16);
+    return reinterpret_cast<uint16_t*>(Values(block, layer, kv_head));
   }
 
  private:

@@ -79,10 +79,39 @@ TEST(BlockPoolTest, LayoutSpansAreDisjointAndContiguous) {
   const KvLayout& layout = pool->layout();
   EXPECT_EQ(pool->BlockSpan(1).data(), pool->BlockData(0) + layout.block_bytes());
   EXPECT_EQ(pool->LayerSpan(1, 1).data(), pool->BlockData(1) + layout.layer_block_bytes());
-  EXPECT_EQ(reinterpret_cast<uint8_t*>(pool->Values(1, 1, 0)),
+  EXPECT_EQ(pool->Values(1, 1, 0),
             pool->LayerSpan(1, 1).data() + layout.num_kv_heads * layout.head_block_bytes());
-  EXPECT_EQ(reinterpret_cast<uint8_t*>(pool->Values(1, 1, 1)) + layout.head_block_bytes(),
+  EXPECT_EQ(pool->Values(1, 1, 1) + layout.head_block_bytes(),
             pool->LayerSpan(1, 1).data() + pool->LayerSpan(1, 1).size());
+  EXPECT_EQ(reinterpret_cast<uint8_t*>(pool->KeysF32(1, 1, 1)), pool->Keys(1, 1, 1));
+}
+
+// BF16 keeps the block layout with 2-byte elements: every size and offset halves, so the same
+// budget holds twice the blocks.
+TEST(BlockPoolTest, Bf16LayoutHalvesEverySize) {
+  KvLayout layout = SmallLayout();
+  layout.type = KvType::kBF16;
+  EXPECT_EQ(layout.element_bytes(), 2);
+  EXPECT_EQ(layout.head_block_bytes(), 4 * 4 * 2);
+  EXPECT_EQ(layout.layer_block_bytes(), 2 * 2 * 32);
+  EXPECT_EQ(layout.block_bytes(), 256);
+  EXPECT_EQ(layout.token_bytes(), 64);
+  EXPECT_EQ(layout.block_bytes() * 2, SmallLayout().block_bytes());
+
+  auto pool = BlockPool::Create({.layout = layout, .budget_bytes = 10 * 512 + 100});
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  BlockPool& p = **pool;
+  EXPECT_EQ(p.num_blocks(), 20);
+  EXPECT_EQ(p.storage_bytes(), 20 * 256);
+  EXPECT_EQ(p.BlockSpan(3).data(), p.BlockData(0) + 3 * 256);
+  EXPECT_EQ(p.BlockSpan(3).size(), 256u);
+  EXPECT_EQ(p.LayerSpan(3, 1).data(), p.BlockData(3) + 128);
+  EXPECT_EQ(p.LayerSpan(3, 1).size(), 128u);
+  EXPECT_EQ(p.Keys(3, 1, 1), p.LayerSpan(3, 1).data() + 32);
+  EXPECT_EQ(p.Values(3, 1, 0), p.LayerSpan(3, 1).data() + 64);
+  EXPECT_EQ(p.Values(3, 1, 1) + 32, p.LayerSpan(3, 1).data() + p.LayerSpan(3, 1).size());
+  EXPECT_EQ(reinterpret_cast<uint8_t*>(p.KeysBf16(3, 1, 1)), p.Keys(3, 1, 1));
+  EXPECT_EQ(reinterpret_cast<uint8_t*>(p.ValuesBf16(3, 1, 1)), p.Values(3, 1, 1));
 }
 
 TEST(BlockPoolTest, ExternalMemoryHoldsTheBlocks) {

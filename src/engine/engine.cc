@@ -46,6 +46,25 @@ struct Engine::Sequence {
   bool finished = false;
 };
 
+KvType ResolveKvType(std::optional<KvType> requested, const TransformerWeights& weights) {
+  if (requested.has_value()) return *requested;
+  for (const LayerWeights& layer : weights.layers) {
+    for (const WeightMatrix* m :
+         {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate, &layer.w_up, &layer.w_down}) {
+      if (m->type != WeightType::kF32) return KvType::kBF16;
+    }
+  }
+  return KvType::kF32;
+}
+
+absl::StatusOr<std::optional<KvType>> ParseKvTypeOption(std::string_view text) {
+  if (text == "auto") return std::optional<KvType>();
+  if (std::optional<KvType> type = ParseKvType(text)) return type;
+  return absl::InvalidArgumentError(
+      absl::StrCat("KV dtype '", std::string(text),
+                   "' is not one of auto (bf16 unless the weights are f32), f32, bf16"));
+}
+
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineModel model,
                                                        const EngineOptions& options) {
   if (options.block_size <= 0 || options.block_size > 4096) {
@@ -60,13 +79,14 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineModel model,
       engine->transformer_,
       Transformer::Create(engine->model_.config, engine->model_.weights, engine->threads_.get()));
   TANDEM_ASSIGN_OR_RETURN(
-      engine->pool_,
-      BlockPool::Create({.layout = engine->transformer_->kv_layout(options.block_size),
-                         .budget_bytes = options.kv_budget_bytes,
-                         .budget_fraction = options.kv_budget_fraction,
-                         .memory = options.kv_memory,
-                         .memory_bytes = options.kv_memory_bytes,
-                         .enable_prefix_cache = options.enable_prefix_cache}));
+      engine->pool_, BlockPool::Create({.layout = engine->transformer_->kv_layout(
+                                            options.block_size,
+                                            ResolveKvType(options.kv_type, engine->model_.weights)),
+                                        .budget_bytes = options.kv_budget_bytes,
+                                        .budget_fraction = options.kv_budget_fraction,
+                                        .memory = options.kv_memory,
+                                        .memory_bytes = options.kv_memory_bytes,
+                                        .enable_prefix_cache = options.enable_prefix_cache}));
   engine->window_start_ = NowSeconds();
   engine->thread_ = std::thread([e = engine.get()] { e->Loop(); });
   return engine;

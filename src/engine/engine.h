@@ -42,7 +42,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -69,6 +71,8 @@ struct EngineModel {
 struct EngineOptions {
   int threads = 0;  // 0 = one per core
   int block_size = 16;
+  // The KV cache's element type; unset = auto (ResolveKvType).
+  std::optional<KvType> kv_type;
   // KV memory: bytes, or a fraction of RAM, or a caller-provided region (see BlockPoolOptions).
   int64_t kv_budget_bytes = 0;
   double kv_budget_fraction = 0;
@@ -80,6 +84,14 @@ struct EngineOptions {
   bool chunked_prefill = true;
   int64_t max_context = 0;  // 0 = the model's
 };
+
+// The KV element type for a model: `requested` when set, else (auto) F32 when every matrix of
+// the model's layers is F32 and BF16 otherwise: BF16, F16 or quantized weights carry no more
+// than 16 bits of precision, and BF16 KV halves attention's reads, the bytes per cached token
+// and the bytes a KV transfer moves (vLLM and llama.cpp store KV in 16 bits too).
+KvType ResolveKvType(std::optional<KvType> requested, const TransformerWeights& weights);
+// Parses a --kv-dtype value: "auto" (nullopt), "f32" or "bf16"; InvalidArgument otherwise.
+absl::StatusOr<std::optional<KvType>> ParseKvTypeOption(std::string_view text);
 
 struct TokenEvent {
   uint64_t request_id = 0;

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "engine/random_model.h"
@@ -36,8 +37,11 @@ EngineModel TinyModel(std::function<void(RandomModel&)> edit = nullptr,
   return {.name = "tiny", .config = owned->config, .weights = owned->weights, .keepalive = owned};
 }
 
-EngineOptions Options() {
-  return {.threads = 2, .block_size = 4, .kv_budget_bytes = 512 * 2 * 2 * 2 * 4 * 8 * 4};
+EngineOptions Options(std::optional<KvType> kv_type = std::nullopt) {
+  return {.threads = 2,
+          .block_size = 4,
+          .kv_type = kv_type,
+          .kv_budget_bytes = 512 * 2 * 2 * 2 * 4 * 8 * 4};
 }
 
 std::vector<int32_t> Prompt(int length, int salt) {
@@ -89,27 +93,37 @@ GenerateRequest Greedy(std::vector<int32_t> prompt, int64_t max_tokens) {
 }
 
 std::vector<int32_t> Alone(const std::vector<int32_t>& prompt, int64_t max_tokens,
-                           WeightType type = WeightType::kF32) {
-  auto engine = Engine::Create(TinyModel(nullptr, type), Options());
+                           WeightType type = WeightType::kF32,
+                           std::optional<KvType> kv_type = std::nullopt) {
+  auto engine = Engine::Create(TinyModel(nullptr, type), Options(kv_type));
   EXPECT_TRUE(engine.ok());
   return RunAll(**engine, {Greedy(prompt, max_tokens)})[0].tokens;
 }
 
-class BatchInvarianceTest : public testing::TestWithParam<WeightType> {};
+struct InvarianceCase {
+  WeightType weights;
+  std::optional<KvType> kv;  // unset: auto
+  KvType expected_kv;
+};
+
+class BatchInvarianceTest : public testing::TestWithParam<InvarianceCase> {};
 
 // Q8_0 and BF16 take the narrow-precision kernels where the CPU has them, F32 the row kernels
-// and sgemm: every path must give a sequence the same tokens whatever shares its steps.
+// and sgemm, and each with F32 or BF16 KV: every path must give a sequence the same tokens
+// whatever shares its steps.
 TEST_P(BatchInvarianceTest, GreedyOutputIsTheSameAloneAndInABatchOf32) {
   SCOPED_TRACE(testing::Message() << "seed " << kSeed);
-  const WeightType type = GetParam();
+  const WeightType type = GetParam().weights;
+  const std::optional<KvType> kv = GetParam().kv;
   std::vector<std::vector<int32_t>> expected;
-  for (int i = 0; i < 32; ++i) expected.push_back(Alone(Prompt(5 + i % 11, i), 24, type));
+  for (int i = 0; i < 32; ++i) expected.push_back(Alone(Prompt(5 + i % 11, i), 24, type, kv));
   for (bool chunked : {true, false}) {
-    EngineOptions options = Options();
+    EngineOptions options = Options(kv);
     options.max_batch_tokens = chunked ? 16 : 512;  // 16 forces prompts to split across steps
     options.chunked_prefill = chunked;
     auto engine = Engine::Create(TinyModel(nullptr, type), options);
     ASSERT_TRUE(engine.ok());
+    EXPECT_EQ((*engine)->kv_pool().layout().type, GetParam().expected_kv);
     std::vector<GenerateRequest> requests;
     for (int i = 0; i < 32; ++i) requests.push_back(Greedy(Prompt(5 + i % 11, i), 24));
     std::vector<Outcome> outcomes = RunAll(**engine, std::move(requests));
@@ -124,16 +138,44 @@ TEST_P(BatchInvarianceTest, GreedyOutputIsTheSameAloneAndInABatchOf32) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(WeightTypes, BatchInvarianceTest,
-                         testing::Values(WeightType::kF32, WeightType::kBF16, WeightType::kQ8_0),
-                         [](const testing::TestParamInfo<WeightType>& info) {
-                           return std::string(WeightTypeName(info.param));
+// Auto KV is F32 for F32 weights and BF16 for the others.
+INSTANTIATE_TEST_SUITE_P(
+    WeightTypes, BatchInvarianceTest,
+    testing::Values(InvarianceCase{WeightType::kF32, std::nullopt, KvType::kF32},
+                    InvarianceCase{WeightType::kF32, KvType::kBF16, KvType::kBF16},
+                    InvarianceCase{WeightType::kBF16, std::nullopt, KvType::kBF16},
+                    InvarianceCase{WeightType::kBF16, KvType::kF32, KvType::kF32},
+                    InvarianceCase{WeightType::kQ8_0, std::nullopt, KvType::kBF16}),
+    [](const testing::TestParamInfo<InvarianceCase>& info) {
+      return std::string(WeightTypeName(info.param.weights)) + "_kv_" +
+             (info.param.kv ? std::string(KvTypeName(*info.param.kv)) : "auto");
+    });
+
+TEST(EngineTest, KvTypeOptionParsesAndResolves) {
+  EXPECT_EQ(*ParseKvTypeOption("auto"), std::nullopt);
+  EXPECT_EQ(*ParseKvTypeOption("f32"), KvType::kF32);
+  EXPECT_EQ(*ParseKvTypeOption("bf16"), KvType::kBF16);
+  absl::StatusOr<std::optional<KvType>> bad = ParseKvTypeOption("fp8");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("'fp8'"), std::string::npos);
+  const EngineModel f32 = TinyModel(), q8 = TinyModel(nullptr, WeightType::kQ8_0);
+  EXPECT_EQ(ResolveKvType(std::nullopt, f32.weights), KvType::kF32);
+  EXPECT_EQ(ResolveKvType(std::nullopt, q8.weights), KvType::kBF16);
+  EXPECT_EQ(ResolveKvType(KvType::kF32, q8.weights), KvType::kF32);
+  EXPECT_EQ(ResolveKvType(KvType::kBF16, f32.weights), KvType::kBF16);
+}
+
+// The prefix cache and KV export/import, with each KV element type.
+class KvTypeTest : public testing::TestWithParam<KvType> {};
+INSTANTIATE_TEST_SUITE_P(KvTypes, KvTypeTest, testing::Values(KvType::kF32, KvType::kBF16),
+                         [](const testing::TestParamInfo<KvType>& info) {
+                           return std::string(KvTypeName(info.param));
                          });
 
-TEST(EngineTest, PrefixCacheHitsDoNotChangeTheOutput) {
+TEST_P(KvTypeTest, PrefixCacheHitsDoNotChangeTheOutput) {
   const std::vector<int32_t> prompt = Prompt(19, 3);
-  const std::vector<int32_t> expected = Alone(prompt, 12);
-  auto engine = Engine::Create(TinyModel(), Options());
+  const std::vector<int32_t> expected = Alone(prompt, 12, WeightType::kF32, GetParam());
+  auto engine = Engine::Create(TinyModel(), Options(GetParam()));
   ASSERT_TRUE(engine.ok());
   Outcome first = RunAll(**engine, {Greedy(prompt, 12)})[0];
   Outcome second = RunAll(**engine, {Greedy(prompt, 12)})[0];
@@ -146,7 +188,7 @@ TEST(EngineTest, PrefixCacheHitsDoNotChangeTheOutput) {
   other[9] = (other[9] + 1) % 96;
   Outcome third = RunAll(**engine, {Greedy(other, 12)})[0];
   EXPECT_EQ(third.finish.cached_tokens, 8);
-  EXPECT_EQ(third.tokens, Alone(other, 12));
+  EXPECT_EQ(third.tokens, Alone(other, 12, WeightType::kF32, GetParam()));
   EXPECT_GT((*engine)->Stats().prefix_hit_rate, 0.0);
   std::vector<KvEvent> events;
   ASSERT_TRUE((*engine)->kv_pool().EventsAfter(0, &events).ok());
@@ -287,12 +329,15 @@ TEST(EngineTest, StopTokensCallbackStopAndCancellation) {
 
 // Prefill on one engine with layer-wise push into blocks reserved on another; the decode engine
 // continues from the first token and must produce exactly the aggregated output.
-TEST(EngineTest, DisaggregatedPrefillAndDecodeMatchAggregated) {
+TEST_P(KvTypeTest, DisaggregatedPrefillAndDecodeMatchAggregated) {
   const std::vector<int32_t> prompt = Prompt(14, 9);
-  const std::vector<int32_t> expected = Alone(prompt, 20);
-  auto prefill = Engine::Create(TinyModel(), Options());
-  auto decode = Engine::Create(TinyModel(), Options());
+  const std::vector<int32_t> expected = Alone(prompt, 20, WeightType::kF32, GetParam());
+  auto prefill = Engine::Create(TinyModel(), Options(GetParam()));
+  auto decode = Engine::Create(TinyModel(), Options(GetParam()));
   ASSERT_TRUE(prefill.ok() && decode.ok());
+  // The spans moved are the layout's: 2 x kv heads x block size x head dim elements per layer.
+  EXPECT_EQ((*decode)->kv_pool().layout().layer_block_bytes(),
+            2 * 2 * 4 * 8 * KvTypeBytes(GetParam()));
 
   auto reservation = (*decode)->ReserveImport(prompt);
   ASSERT_TRUE(reservation.ok()) << reservation.status();

@@ -112,6 +112,14 @@ void BlockAccumulateF32(const float* values, int64_t slots, const float* weights
                         float* out) {
   Kernels().block_accumulate(values, slots, weights, dims, out);
 }
+void BlockScoresBf16(const uint16_t* keys_t, int64_t stride, int64_t slots, const float* q,
+                     int64_t dims, float* scores) {
+  Kernels().block_scores_bf16(keys_t, stride, slots, q, dims, scores);
+}
+void BlockAccumulateBf16(const uint16_t* values, int64_t slots, const float* weights, int64_t dims,
+                         float* out) {
+  Kernels().block_accumulate_bf16(values, slots, weights, dims, out);
+}
 void SiluMulF32(float* gate, const float* up, int64_t n) { Kernels().silu_mul(gate, up, n); }
 
 void MatMulRowKernels(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n,

@@ -68,6 +68,13 @@ void BlockScoresF32(const float* keys_t, int64_t stride, int64_t slots, const fl
                     int64_t dims, float* scores);
 void BlockAccumulateF32(const float* values, int64_t slots, const float* weights, int64_t dims,
                         float* out);
+// The same over BF16 keys and values (a BF16 KV cache): each element is widened to F32 exactly
+// and the arithmetic is the F32 kernels', in the same order, so the result equals the F32
+// kernel's on the widened block.
+void BlockScoresBf16(const uint16_t* keys_t, int64_t stride, int64_t slots, const float* q,
+                     int64_t dims, float* scores);
+void BlockAccumulateBf16(const uint16_t* values, int64_t slots, const float* weights, int64_t dims,
+                         float* out);
 // x[i] = e^x[i] (relative error below 2e-7).
 void ExpF32(float* x, int64_t n);
 // gate[i] = silu(gate[i]) * up[i], the SwiGLU activation.

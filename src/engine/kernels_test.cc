@@ -148,6 +148,65 @@ TEST(KernelsTest, EveryIsaPathMatchesTheReference) {
   }
 }
 
+// The BF16 attention kernels read a BF16 block exactly as the F32 ones read its widened copy:
+// same arithmetic, same order, so they agree to rounding noise (in practice bit for bit) on
+// every ISA path, for full and partly filled blocks, and both match a double reference.
+TEST(KernelsTest, Bf16BlockKernelsMatchF32OnRoundedInputs) {
+  SCOPED_TRACE(testing::Message() << "seed " << kSeed);
+  Random random(kSeed);
+  std::vector<std::pair<std::string, internal::IsaKernels>> paths = {
+      {"scalar", internal::ScalarKernels()}};
+  const CpuFeatures& f = GetCpuFeatures();
+  if (f.avx2 && f.fma && f.f16c) paths.push_back({"avx2", internal::Avx2Kernels()});
+  if (ActiveIsaTier() == IsaTier::kAvx512) paths.push_back({"avx512", internal::Avx512Kernels()});
+  // Block sizes below, at and above a vector; dims with and without the tails of the 8-chain
+  // and 4-vector loops.
+  for (int64_t stride : {4, 16, 32}) {
+    for (int64_t dims : {20, 64, 72, 128}) {
+      std::vector<float> keys = RandomFloats(dims * stride, random);
+      std::vector<float> values = RandomFloats(stride * dims, random);
+      std::vector<uint16_t> keys16(keys.size()), values16(values.size());
+      for (size_t i = 0; i < keys.size(); ++i) {
+        keys16[i] = F32ToBf16(keys[i]);
+        keys[i] = Bf16ToF32(keys16[i]);
+        values16[i] = F32ToBf16(values[i]);
+        values[i] = Bf16ToF32(values16[i]);
+      }
+      const std::vector<float> q = RandomFloats(dims, random);
+      const std::vector<float> weights = RandomFloats(stride, random);
+      const std::vector<float> start = RandomFloats(dims, random);
+      for (int64_t slots : {int64_t{1}, stride / 2 + 1, stride - 1, stride}) {
+        if (slots < 1 || slots > stride) continue;
+        std::vector<double> scores_ref(slots), out_ref(start.begin(), start.end());
+        for (int64_t j = 0; j < slots; ++j) {
+          for (int64_t d = 0; d < dims; ++d) {
+            scores_ref[j] += double(q[d]) * keys[d * stride + j];
+            out_ref[d] += double(weights[j]) * values[j * dims + d];
+          }
+        }
+        for (auto& [name, k] : paths) {
+          SCOPED_TRACE(testing::Message()
+                       << name << " stride " << stride << " dims " << dims << " slots " << slots);
+          std::vector<float> scores(slots), scores16(slots);
+          k.block_scores(keys.data(), stride, slots, q.data(), dims, scores.data());
+          k.block_scores_bf16(keys16.data(), stride, slots, q.data(), dims, scores16.data());
+          std::vector<float> out = start, out16 = start;
+          k.block_accumulate(values.data(), slots, weights.data(), dims, out.data());
+          k.block_accumulate_bf16(values16.data(), slots, weights.data(), dims, out16.data());
+          for (int64_t j = 0; j < slots; ++j) {
+            ASSERT_NEAR(scores16[j], scores[j], 1e-6 * (1 + std::fabs(scores[j])));
+            ASSERT_NEAR(scores16[j], scores_ref[j], 1e-4);
+          }
+          for (int64_t d = 0; d < dims; ++d) {
+            ASSERT_NEAR(out16[d], out[d], 1e-6 * (1 + std::fabs(out[d])));
+            ASSERT_NEAR(out16[d], out_ref[d], 1e-4);
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(KernelsTest, MatMulPathsAgreeForEveryType) {
   SCOPED_TRACE(testing::Message() << "seed " << kSeed);
   Random random(kSeed + 1);

@@ -141,11 +141,12 @@ Transformer::Transformer(const TransformerConfig& config, const TransformerWeigh
   }
 }
 
-KvLayout Transformer::kv_layout(int block_size) const {
+KvLayout Transformer::kv_layout(int block_size, KvType type) const {
   return {.num_layers = static_cast<int>(config_.num_layers),
           .num_kv_heads = static_cast<int>(config_.num_kv_heads),
           .head_dim = static_cast<int>(config_.head_dim),
-          .block_size = block_size};
+          .block_size = block_size,
+          .type = type};
 }
 
 int64_t Transformer::LogitRows(std::span<const SequenceChunk> batch) {
@@ -161,6 +162,7 @@ absl::Status Transformer::Forward(std::span<const SequenceChunk> batch, const Bl
                                   float* logits, const LayerDoneCallback& on_layer_done) {
   const TransformerConfig& c = config_;
   const int bs = kv.layout().block_size;
+  const KvType kv_type = kv.layout().type;
   if (kv.layout().num_layers != c.num_layers || kv.layout().num_kv_heads != c.num_kv_heads ||
       kv.layout().head_dim != c.head_dim) {
     return absl::InvalidArgumentError("KV pool layout does not match the model");
@@ -275,14 +277,25 @@ absl::Status Transformer::Forward(std::span<const SequenceChunk> batch, const Bl
             RmsNorm(k + head * hd, lv.k_norm.data(), hd, c.rms_norm_eps, k + head * hd);
           rope(k + head * hd, row);
         }
-        // Into the cache: the position's slot in its block, per kv head.
+        // Into the cache: the position's slot in its block, per kv head (keys transposed:
+        // [dim][slot]). A BF16 cache rounds to nearest even; attention then reads the rounded
+        // keys and values, its own position's included, however the step was batched.
         const SequenceChunk& chunk = batch[row_chunk_[row]];
         const BlockId block = chunk.blocks[positions_[row] / bs];
         const int64_t slot = positions_[row] % bs;
         for (int64_t head = 0; head < c.num_kv_heads; ++head) {
-          float* keys = kv.Keys(block, l, head);  // transposed: [dim][slot]
-          for (int64_t d = 0; d < hd; ++d) keys[d * bs + slot] = k[head * hd + d];
-          std::memcpy(kv.Values(block, l, head) + slot * hd, v + head * hd, hd * sizeof(float));
+          const float* k_head = k + head * hd;
+          const float* v_head = v + head * hd;
+          if (kv_type == KvType::kBF16) {
+            uint16_t* keys = kv.KeysBf16(block, l, head);
+            uint16_t* values = kv.ValuesBf16(block, l, head) + slot * hd;
+            for (int64_t d = 0; d < hd; ++d) keys[d * bs + slot] = F32ToBf16(k_head[d]);
+            for (int64_t d = 0; d < hd; ++d) values[d] = F32ToBf16(v_head[d]);
+          } else {
+            float* keys = kv.KeysF32(block, l, head);
+            for (int64_t d = 0; d < hd; ++d) keys[d * bs + slot] = k_head[d];
+            std::memcpy(kv.ValuesF32(block, l, head) + slot * hd, v_head, hd * sizeof(float));
+          }
         }
       }
       Attention(static_cast<int>(l), batch, kv, first, rows);
@@ -337,6 +350,7 @@ void Transformer::Attention(int layer, std::span<const SequenceChunk> batch, con
   const int64_t hd = c.head_dim, q_dim = c.num_heads * hd;
   const int64_t group = c.num_heads / c.num_kv_heads;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  const bool bf16 = kv.layout().type == KvType::kBF16;
   // One work item per (token, query head), walking the sequence's blocks: scores for a whole
   // block at once from the transposed keys, then the softmax, then values block by block.
   // Work items in chunks of at least ~64K multiply-adds: a single sequence's decode step (tens
@@ -357,8 +371,14 @@ void Transformer::Attention(int layer, std::span<const SequenceChunk> batch, con
       scores.resize(length);
       for (int64_t start = 0; start < length; start += bs) {
         const int64_t slots = std::min<int64_t>(bs, length - start);
-        BlockScoresF32(kv.Keys(chunk.blocks[start / bs], layer, kv_head), bs, slots, out, hd,
-                       scores.data() + start);
+        const BlockId block = chunk.blocks[start / bs];
+        if (bf16) {
+          BlockScoresBf16(kv.KeysBf16(block, layer, kv_head), bs, slots, out, hd,
+                          scores.data() + start);
+        } else {
+          BlockScoresF32(kv.KeysF32(block, layer, kv_head), bs, slots, out, hd,
+                         scores.data() + start);
+        }
       }
       float max_score = -INFINITY;
       for (int64_t p = 0; p < length; ++p) {
@@ -374,8 +394,14 @@ void Transformer::Attention(int layer, std::span<const SequenceChunk> batch, con
       std::fill(out, out + hd, 0.0f);
       for (int64_t start = 0; start < length; start += bs) {
         const int64_t slots = std::min<int64_t>(bs, length - start);
-        BlockAccumulateF32(kv.Values(chunk.blocks[start / bs], layer, kv_head), slots,
-                           scores.data() + start, hd, out);
+        const BlockId block = chunk.blocks[start / bs];
+        if (bf16) {
+          BlockAccumulateBf16(kv.ValuesBf16(block, layer, kv_head), slots, scores.data() + start,
+                              hd, out);
+        } else {
+          BlockAccumulateF32(kv.ValuesF32(block, layer, kv_head), slots, scores.data() + start, hd,
+                             out);
+        }
       }
     }
   });

@@ -99,8 +99,8 @@ class Transformer {
   const TransformerConfig& config() const { return config_; }
   // Bytes of weights one decode step streams (all matrices incl. the LM head).
   int64_t weight_bytes() const { return weight_bytes_; }
-  // The KV layout this model needs (block size from the caller).
-  KvLayout kv_layout(int block_size) const;
+  // The KV layout this model needs (block size and element type from the caller).
+  KvLayout kv_layout(int block_size, KvType type = KvType::kF32) const;
 
   // Runs one step. Writes the logits rows the chunks ask for, in chunk order, into `logits`
   // (vocab_size floats per row). InvalidArgument for a token id outside the vocabulary, a

@@ -29,6 +29,10 @@ struct IsaKernels {
                        int64_t dims, float* scores) = nullptr;
   void (*block_accumulate)(const float* values, int64_t slots, const float* weights, int64_t dims,
                            float* out) = nullptr;
+  void (*block_scores_bf16)(const uint16_t* keys_t, int64_t stride, int64_t slots, const float* q,
+                            int64_t dims, float* scores) = nullptr;
+  void (*block_accumulate_bf16)(const uint16_t* values, int64_t slots, const float* weights,
+                                int64_t dims, float* out) = nullptr;
 };
 
 // Kernels with activations rounded to the weights' precision (null where the CPU lacks them).

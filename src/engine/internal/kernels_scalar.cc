@@ -101,6 +101,21 @@ void BlockAccumulate(const float* values, int64_t slots, const float* weights, i
                      float* out) {
   for (int64_t j = 0; j < slots; ++j) Axpy(weights[j], values + j * dims, out, dims);
 }
+// The same over BF16 keys and values, widened exactly.
+void BlockScoresBf16(const uint16_t* keys_t, int64_t stride, int64_t slots, const float* q,
+                     int64_t dims, float* scores) {
+  for (int64_t j = 0; j < slots; ++j) {
+    float sum = 0;
+    for (int64_t d = 0; d < dims; ++d) sum += q[d] * Bf16ToF32(keys_t[d * stride + j]);
+    scores[j] = sum;
+  }
+}
+void BlockAccumulateBf16(const uint16_t* values, int64_t slots, const float* weights, int64_t dims,
+                         float* out) {
+  for (int64_t j = 0; j < slots; ++j) {
+    for (int64_t d = 0; d < dims; ++d) out[d] += weights[j] * Bf16ToF32(values[j * dims + d]);
+  }
+}
 
 }  // namespace
 
@@ -116,7 +131,9 @@ IsaKernels ScalarKernels() {
           .exp = Exp,
           .silu_mul = SiluMul,
           .block_scores = BlockScores,
-          .block_accumulate = BlockAccumulate};
+          .block_accumulate = BlockAccumulate,
+          .block_scores_bf16 = BlockScoresBf16,
+          .block_accumulate_bf16 = BlockAccumulateBf16};
 }
 
 }  // namespace tandem::engine::internal
