@@ -66,6 +66,15 @@ absl::StatusOr<std::shared_ptr<Reservation>> ReservationTable::Claim(const Begin
     return absl::DeadlineExceededError(
         absl::StrCat("reservation ", begin.reservation_id, " lease expired"));
   }
+  if (begin.kv_type != spec.kv_type) {
+    // Checked before the shape: with one model, F32 and BF16 KV differ in layer_block_bytes
+    // alone, and the types are what the operator must fix.
+    *code = RefusalCode::kShapeMismatch;
+    return absl::InvalidArgumentError(
+        absl::StrCat("reservation ", begin.reservation_id, " holds ", KvTypeCodeName(spec.kv_type),
+                     " KV but the sender's KV is ", KvTypeCodeName(begin.kv_type),
+                     ": run the prefill and decode workers with the same --kv-dtype"));
+  }
   if (begin.num_layers != spec.num_layers || begin.num_blocks != spec.num_blocks ||
       begin.layer_block_bytes != spec.layer_block_bytes) {
     *code = RefusalCode::kShapeMismatch;

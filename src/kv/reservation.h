@@ -50,6 +50,7 @@ struct ReservationSpec {
   uint32_t num_layers = 0;
   uint32_t num_blocks = 0;
   uint64_t layer_block_bytes = 0;
+  uint8_t kv_type = 0;  // KvType code of the reserved blocks (BeginMessage::kv_type)
   int64_t lease_deadline_micros = 0;
   std::shared_ptr<KvTarget> target;
   DoneCallback on_done;

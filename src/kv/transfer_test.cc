@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/env.h"
+#include "core/kv_type.h"
 #include "gtest/gtest.h"
 #include "kv/auth.h"
 #include "kv/internal/socket.h"
@@ -110,7 +111,7 @@ class TransferTest : public ::testing::TestWithParam<bool> {
   }
 
   // Reserves region `slot` of the test memory.
-  uint64_t Reserve(int slot, Done* done, int64_t lease_ms = 5000) {
+  uint64_t Reserve(int slot, Done* done, int64_t lease_ms = 5000, uint8_t kv_type = 0) {
     uint8_t* base;
     uint64_t offset = 0;
     if (shared_) {
@@ -125,6 +126,7 @@ class TransferTest : public ::testing::TestWithParam<bool> {
     spec.num_layers = kLayers;
     spec.num_blocks = kBlocks;
     spec.layer_block_bytes = kLayerBlockBytes;
+    spec.kv_type = kv_type;
     spec.lease_deadline_micros = Env::Default().NowMicros() + lease_ms * 1000;
     spec.target = std::make_shared<TestTarget>(base, offset, shared_);
     spec.on_done = [done](absl::Status status, int32_t first) {
@@ -281,6 +283,34 @@ TEST_P(TransferTest, StaleEpochAndUnknownReservationAreRefusedConnectionStaysUsa
   for (uint32_t l = 0; l < kLayers; ++l) (*transfer)->SendLayer(l, source_.Layer(l));
   EXPECT_TRUE((*transfer)->Finish(1).ok());
   EXPECT_TRUE(done.Wait().first.ok());
+}
+
+// A prefill worker with another KV element type than the decode worker's is refused with both
+// types named, even where the byte shapes happen to agree; the same types then go through.
+TEST_P(TransferTest, KvTypeMismatchIsRefusedNamingBothTypes) {
+  Done done;
+  const uint8_t bf16 = static_cast<uint8_t>(KvType::kBF16);
+  uint64_t id = Reserve(0, &done, 5000, bf16);
+  for (uint8_t sender_type : {uint8_t{0}, static_cast<uint8_t>(KvType::kF32)}) {
+    BeginMessage begin = BeginFor(id);
+    begin.kv_type = sender_type;
+    auto refused = sender_->Begin("127.0.0.1", receiver_->port(), begin);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+    const std::string message(refused.status().message());
+    EXPECT_NE(message.find("holds bf16 KV"), std::string::npos) << message;
+    EXPECT_NE(message.find(std::string("sender's KV is ") + KvTypeCodeName(sender_type)),
+              std::string::npos)
+        << message;
+    EXPECT_NE(message.find("--kv-dtype"), std::string::npos) << message;
+  }
+  BeginMessage begin = BeginFor(id);
+  begin.kv_type = bf16;
+  auto transfer = sender_->Begin("127.0.0.1", receiver_->port(), begin);
+  ASSERT_TRUE(transfer.ok()) << transfer.status();
+  for (uint32_t l = 0; l < kLayers; ++l) (*transfer)->SendLayer(l, source_.Layer(l));
+  EXPECT_TRUE((*transfer)->Finish(1).ok());
+  EXPECT_TRUE(done.Wait().first.ok());
+  ExpectFilled(0);
 }
 
 TEST_P(TransferTest, LeaseExpiryMidTransferFreesBlocksAndFailsSender) {

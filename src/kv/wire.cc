@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "core/kv_type.h"
 
 namespace tandem::kv {
 namespace {
@@ -93,6 +94,7 @@ void EncodeBody(const BeginMessage& m, Writer& w) {
   w.U32(m.num_blocks);
   w.U64(m.layer_block_bytes);
   w.U8(m.want_shared_memory);
+  w.U8(m.kv_type);
 }
 void EncodeBody(const AcceptMessage& m, Writer& w) {
   w.U64(m.reservation_id);
@@ -137,6 +139,12 @@ RefusalCode ToCode(uint32_t raw) {
 }
 
 }  // namespace
+
+const char* KvTypeCodeName(uint8_t code) {
+  if (code == 0) return "unstated";
+  if (code > static_cast<uint8_t>(KvType::kBF16)) return "unknown";
+  return KvTypeName(static_cast<KvType>(code)).data();
+}
 
 const char* RefusalCodeName(RefusalCode code) {
   switch (code) {
@@ -238,8 +246,13 @@ absl::StatusOr<Message> DecodeBody(MessageType type, std::string_view body) {
     case MessageType::kBegin: {
       BeginMessage m;
       if (!r.U64(&m.reservation_id) || !r.U64(&m.receiver_epoch) || !r.U32(&m.num_layers) ||
-          !r.U32(&m.num_blocks) || !r.U64(&m.layer_block_bytes) || !r.U8(&m.want_shared_memory)) {
+          !r.U32(&m.num_blocks) || !r.U64(&m.layer_block_bytes) || !r.U8(&m.want_shared_memory) ||
+          !r.U8(&m.kv_type)) {
         return Truncated(type);
+      }
+      if (m.kv_type > static_cast<uint8_t>(KvType::kBF16)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("kv Begin: KV element type ", m.kv_type, " is not known"));
       }
       if (m.num_layers == 0 || m.num_layers > kMaxLayers || m.num_blocks > kMaxBlocks ||
           m.layer_block_bytes == 0 || m.layer_block_bytes > kMaxLayerBlockBytes) {

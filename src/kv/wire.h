@@ -27,7 +27,8 @@
 namespace tandem::kv {
 
 inline constexpr uint32_t kMagic = 0x3156'4b54;  // bytes "TKV1"
-inline constexpr uint8_t kVersion = 1;
+// 2: Begin states the KV element type.
+inline constexpr uint8_t kVersion = 2;
 inline constexpr size_t kHeaderBytes = 12;
 inline constexpr uint32_t kMaxBodyBytes = 1 << 20;
 inline constexpr size_t kNonceBytes = 16;
@@ -68,6 +69,8 @@ enum class RefusalCode : uint32_t {
   kSenderFailed = 11,
 };
 const char* RefusalCodeName(RefusalCode code);
+// "f32", "bf16", "unstated" (0) or "unknown" for a KV element type code.
+const char* KvTypeCodeName(uint8_t code);
 
 struct FrameHeader {
   MessageType type;
@@ -100,6 +103,9 @@ struct BeginMessage {
   uint32_t num_blocks = 0;  // blocks this transfer fills (the delta), in reservation order
   uint64_t layer_block_bytes = 0;
   uint8_t want_shared_memory = 0;
+  // The element type of the KV bytes: a KvType code (core/kv_type.h: 1 f32, 2 bf16); 0 = not
+  // stated, accepted by any reservation that does not state one either.
+  uint8_t kv_type = 0;
 };
 
 // Receiver -> sender: the reservation is open for this transfer. With shared memory it tells

@@ -33,7 +33,7 @@ std::vector<Message> Samples() {
   return {hello,
           client,
           HelloOkMessage{},
-          BeginMessage{42, 77, 24, 3, 8192, 1},
+          BeginMessage{42, 77, 24, 3, 8192, 1, 2},
           accept,
           ChunkMessage{42, 5, 1, 2, 16384, 0xdeadbeef},
           EndMessage{42, 151},
@@ -52,6 +52,7 @@ TEST(WireTest, EveryMessageRoundTrips) {
   auto accept = std::get<AcceptMessage>(RoundTrip(Samples()[4]));
   EXPECT_EQ(accept.block_offsets, (std::vector<uint64_t>{8192, 16384}));
   EXPECT_EQ(accept.verify_checksums, 1);
+  EXPECT_EQ(std::get<BeginMessage>(RoundTrip(Samples()[3])).kv_type, 2);
   auto abort = std::get<AbortMessage>(RoundTrip(Samples()[8]));
   EXPECT_EQ(abort.reason, "too slow");
   EXPECT_EQ(abort.code, RefusalCode::kLeaseExpired);
@@ -91,7 +92,7 @@ TEST(WireTest, BeginShapeLimits) {
   for (BeginMessage begin :
        {BeginMessage{1, 1, 0, 1, 1, 0}, BeginMessage{1, 1, 5000, 1, 1, 0},
         BeginMessage{1, 1, 1, kMaxBlocks + 1, 1, 0}, BeginMessage{1, 1, 1, 1, 0, 0},
-        BeginMessage{1, 1, 1, 1, kMaxLayerBlockBytes + 1, 0}}) {
+        BeginMessage{1, 1, 1, 1, kMaxLayerBlockBytes + 1, 0}, BeginMessage{1, 1, 1, 1, 1, 0, 3}}) {
     std::string bytes = EncodeFrame(begin);
     EXPECT_FALSE(
         DecodeBody(MessageType::kBegin, std::string_view(bytes).substr(kHeaderBytes)).ok());
