@@ -249,15 +249,15 @@ PY
 fi
 
 # The deployment above as a scenario: one node, one prefill and one decode instance, the
-# router's routing parameters, the engines' step budget and KV capacity (the demo model's f32 KV:
-# 2 x 8 layers x 4 KV heads x 64 x 4 bytes per token).
+# router's routing parameters, the engines' step budget and KV capacity (the demo model has BF16
+# weights, so the engines keep BF16 KV: 2 x 8 layers x 4 KV heads x 64 x 2 bytes per token).
 scenario() {  # scenario FILE SEED REQUESTS RATE INPUT OUTPUT FIRST_TOKEN_MS TOKEN_MS JOIN_MS
   cat >"$1" <<YAML
 name: sim-fidelity
 seed: $2
 cluster: {nodes: 1, gpus_per_node: 2, nodes_per_domain: 1}
-profile: {path: profile.json, kv_bytes_per_element: 4,
-          kv_capacity_tokens: $((kv_budget / (2 * 8 * 4 * 64 * 4)))}
+profile: {path: profile.json, kv_bytes_per_element: 2,
+          kv_capacity_tokens: $((kv_budget / (2 * 8 * 4 * 64 * 2)))}
 instances:
   - {role: prefill, count: 1, max_batch_tokens: $max_batch_tokens, max_batch_sequences: 256}
   - {role: decode, count: 1, max_batch_tokens: $max_batch_tokens, max_batch_sequences: 256}

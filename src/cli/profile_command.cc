@@ -12,6 +12,7 @@
 #include "cli/command.h"
 #include "core/env.h"
 #include "core/latency_profile.h"
+#include "core/status.h"
 #include "engine/model_loader.h"
 #include "engine/profiler.h"
 
@@ -26,6 +27,7 @@ struct ProfileCommandOptions {
   std::vector<int64_t> prefill_tokens = {16, 64, 128, 256, 512, 1024};
   std::vector<int64_t> batch_sizes = {1, 2, 4, 8, 16, 32};
   std::vector<int64_t> contexts = {128, 512, 2048};
+  std::string kv_dtype = "auto";
   bool quiet = false;
 };
 
@@ -34,8 +36,11 @@ int RunProfile(const CLI::App* command, const ProfileCommandOptions& o) {
   if (!required.ok()) return ReportError(command, required);
   auto loaded = engine::LoadEngineModel(o.model);
   if (!loaded.ok()) return ReportError(command, loaded.status());
+  auto kv_type = engine::ParseKvTypeOption(o.kv_dtype);
+  if (!kv_type.ok()) return ReportError(command, Annotate(kv_type.status(), "--kv-dtype"));
   engine::ProfileOptions options;
   options.threads = o.threads;
+  options.kv_type = *kv_type;
   options.repeats = o.repeats;
   options.prefill_tokens = o.prefill_tokens;
   options.batch_sizes = o.batch_sizes;
@@ -60,6 +65,8 @@ void RegisterProfile(CLI::App& root) {
                       "Model file (GGUF), Hugging Face folder, or random:<shape>[:<dtype>]");
   profile->add_option("--out", o->out, "Where to write the profile (JSON)");
   profile->add_option("--threads", o->threads, "Engine threads (0 = one per core)");
+  profile->add_option("--kv-dtype", o->kv_dtype,
+                      "KV cache element type: auto (bf16 unless the weights are f32), f32, bf16");
   profile->add_option("--repeats", o->repeats, "Runs per point (the median is kept)");
   profile->add_option("--prefill-tokens", o->prefill_tokens, "Prompt lengths to time, e.g. 64,512")
       ->delimiter(',');

@@ -11,6 +11,7 @@
 
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +19,7 @@
 #include "core/env.h"
 #include "core/logging.h"
 #include "core/status.h"
+#include "engine/engine.h"
 #include "kv/sender.h"
 #include "worker/options.h"
 #include "worker/worker.h"
@@ -47,6 +49,7 @@ struct WorkerFlags {
   int http_threads = 2;
   int64_t max_batch_tokens = 512;
   int block_size = 16;
+  std::string kv_dtype = "auto";
   double drain_timeout = 120;
   int64_t max_requests = 1024;
 };
@@ -95,6 +98,9 @@ absl::StatusOr<worker::WorkerOptions> ToOptions(const CLI::App* command, const W
     return absl::InvalidArgumentError("--block-size must be in 1..1024");
   }
   o.block_size = f.block_size;
+  absl::StatusOr<std::optional<KvType>> kv_type = engine::ParseKvTypeOption(f.kv_dtype);
+  if (!kv_type.ok()) return Annotate(kv_type.status(), "--kv-dtype");
+  o.kv_type = *kv_type;
   if (f.max_requests < 1) return absl::InvalidArgumentError("--max-requests must be at least 1");
   o.max_requests = f.max_requests;
   const bool all_loopback =
@@ -175,6 +181,9 @@ void RegisterWorker(CLI::App& root) {
                       "Tokens per engine step (default 512)");
   command->add_option("--block-size", f->block_size,
                       "Tokens per KV block (default 16; equal on prefill and decode workers)");
+  command->add_option("--kv-dtype", f->kv_dtype,
+                      "KV cache element type: auto (bf16 unless the model's weights are f32), "
+                      "f32 or bf16; equal on prefill and decode workers");
   command->add_option("--max-requests", f->max_requests,
                       "Requests in flight at once; more are answered 429 (default 1024)");
   command->add_option("--drain-timeout", f->drain_timeout,

@@ -68,6 +68,30 @@ TEST_F(EngineCliTest, GenerateRefusesBadInputWithAClearMessage) {
   EXPECT_NE(bad_shape.output.find("qwen2.5-0.5b"), std::string::npos) << bad_shape.output;
   Result no_model = RunTandem("generate --prompt hi");
   EXPECT_NE(no_model.exit_code, 0);
+  for (const char* command :
+       {"generate --model random:tiny --prompt-ids 1", "worker --model random:tiny",
+        "profile --model random:tiny --out x"}) {
+    Result bad_kv = RunTandem(std::string(command) + " --kv-dtype fp8");
+    EXPECT_NE(bad_kv.exit_code, 0) << command;
+    EXPECT_NE(bad_kv.output.find("--kv-dtype"), std::string::npos) << bad_kv.output;
+    EXPECT_NE(bad_kv.output.find("'fp8' is not one of auto"), std::string::npos) << bad_kv.output;
+  }
+}
+
+// Either KV element type serves a model; for F32 weights F32 KV is the default.
+TEST_F(EngineCliTest, GenerateTakesAKvDtype) {
+  const std::string args =
+      "generate --model random:tiny:f32 --prompt-ids 5,6,7 --max-tokens 6 --show-ids --threads 1 "
+      "--kv-budget-mb 8 --temperature 0";
+  Result automatic = RunTandem(args);
+  Result f32 = RunTandem(args + " --kv-dtype f32");
+  Result bf16 = RunTandem(args + " --kv-dtype bf16");
+  ASSERT_EQ(automatic.exit_code, 0) << automatic.output;
+  ASSERT_EQ(f32.exit_code, 0) << f32.output;
+  ASSERT_EQ(bf16.exit_code, 0) << bf16.output;
+  EXPECT_EQ(automatic.output.substr(0, automatic.output.find('[')),
+            f32.output.substr(0, f32.output.find('[')));
+  EXPECT_NE(bf16.output.find("6 generated"), std::string::npos) << bf16.output;
 }
 
 TEST_F(EngineCliTest, ProfileWritesAProfileTheLatencyModelReads) {

@@ -84,10 +84,11 @@ absl::StatusOr<LatencyProfile> MeasureLatencyProfile(const EngineModel& model,
     }
   }
   const int64_t blocks = std::max(decode_blocks, BlocksFor(largest_prefill + 1, bs));
-  TANDEM_ASSIGN_OR_RETURN(
-      auto kv, BlockPool::Create({.layout = transformer->kv_layout(bs),
-                                  .budget_bytes = blocks * transformer->kv_layout(bs).block_bytes(),
-                                  .enable_prefix_cache = false}));
+  // The KV element type the engine would use: attention's cost depends on it.
+  const KvLayout layout = transformer->kv_layout(bs, ResolveKvType(options.kv_type, model.weights));
+  TANDEM_ASSIGN_OR_RETURN(auto kv, BlockPool::Create({.layout = layout,
+                                                      .budget_bytes = blocks * layout.block_bytes(),
+                                                      .enable_prefix_cache = false}));
   TANDEM_ASSIGN_OR_RETURN(std::vector<BlockId> table, kv->Allocate(blocks));
   // Zeroed KV: attention costs the same whatever the values, so decode points need no prefill.
   std::memset(kv->BlockData(0), 0, kv->storage_bytes());

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@ namespace tandem::engine {
 struct ProfileOptions {
   int threads = 0;  // 0 = one per core
   int block_size = 16;
+  std::optional<KvType> kv_type;   // unset = auto, as the engine resolves it
   int64_t max_batch_tokens = 512;  // prefill is timed in chunks of this size, as the engine runs it
   // Prompt lengths (uncached, no prefix) to time; capped below the context.
   std::vector<int64_t> prefill_tokens = {16, 64, 128, 256, 512, 1024};

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 #include "absl/strings/string_view.h"
@@ -24,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/env.h"
+#include "core/kv_type.h"
 #include "kv/sender.h"
 
 namespace tandem::worker {
@@ -74,6 +76,9 @@ struct WorkerOptions {
   int http_threads = 2;
   int64_t max_batch_tokens = 512;
   int block_size = 16;
+  // The KV cache's element type; unset = auto (engine::ResolveKvType). Prefill and decode
+  // workers must agree: a KV transfer between different types is refused.
+  std::optional<KvType> kv_type;
   absl::Duration heartbeat_interval = absl::Seconds(1);
   int max_prefill_timeout_ms = 600'000;
   // Requests (generate and prefill) in flight at once; more are answered 429.

@@ -321,13 +321,16 @@ absl::Status Worker::Impl::LoadModel() {
     }
   }
   const engine::TransformerConfig& config = loaded->model.config;
+  const KvType kv_type = engine::ResolveKvType(options_.kv_type, loaded->model.weights);
   layout_ = {.num_layers = static_cast<int>(config.num_layers),
              .num_kv_heads = static_cast<int>(config.num_kv_heads),
              .head_dim = static_cast<int>(config.head_dim),
-             .block_size = options_.block_size};
+             .block_size = options_.block_size,
+             .type = kv_type};
   engine::EngineOptions engine_options;
   engine_options.threads = options_.threads;
   engine_options.block_size = options_.block_size;
+  engine_options.kv_type = kv_type;
   engine_options.kv_budget_bytes = options_.kv_budget_bytes;
   engine_options.max_batch_tokens = options_.max_batch_tokens;
   // Decode-side pools live in shared memory so a prefill worker on this host writes KV into
@@ -565,6 +568,7 @@ void Worker::Impl::HandleInfo(const std::shared_ptr<net::HttpExchange>& exchange
     body["max_context"] = limits_.max_context;
     body["kv"] = {{"block_size", layout_.block_size},
                   {"num_layers", layout_.num_layers},
+                  {"dtype", std::string(KvTypeName(layout_.type))},
                   {"layer_block_bytes", layout_.layer_block_bytes()},
                   {"block_bytes", layout_.block_bytes()},
                   {"capacity_blocks", pool.total_blocks},
@@ -798,6 +802,7 @@ void Worker::Impl::StartRemote(const std::shared_ptr<GenerateCall>& call) {
   spec.num_layers = static_cast<uint32_t>(layout_.num_layers);
   spec.num_blocks = static_cast<uint32_t>(num_blocks);
   spec.layer_block_bytes = static_cast<uint64_t>(layout_.layer_block_bytes());
+  spec.kv_type = static_cast<uint8_t>(layout_.type);
   spec.lease_deadline_micros = env_.NowMicros() + options_.lease_ms * 1000;
   spec.target =
       std::make_shared<ImportTarget>(&engine_->kv_pool(), std::move(fill), segment_.get());
@@ -1176,6 +1181,7 @@ void Worker::Impl::RunPrefillJob(const std::shared_ptr<PrefillJob>& job) {
   begin.num_layers = static_cast<uint32_t>(layout_.num_layers);
   begin.num_blocks = static_cast<uint32_t>(p.kv.num_blocks);
   begin.layer_block_bytes = static_cast<uint64_t>(layout_.layer_block_bytes());
+  begin.kv_type = static_cast<uint8_t>(layout_.type);
   absl::StatusOr<std::unique_ptr<kv::OutgoingTransfer>> transfer =
       sender_->Begin(p.kv.host, p.kv.port, begin);
   if (!transfer.ok()) {

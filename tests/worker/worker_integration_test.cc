@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "core/kv_type.h"
 #include "gtest/gtest.h"
 #include "kv/auth.h"
 #include "kv/wire.h"
@@ -353,6 +354,35 @@ TEST(WorkerFaultTest, ARestartedDecodeWorkerRefusesStaleTransfers) {
   EXPECT_CLEAN(prefill->url());
 }
 
+// Workers with different KV element types cannot exchange KV (the bytes mean different things):
+// the prefill worker's transfer is refused before it computes anything, naming both types, and
+// the decode worker serves the request itself.
+TEST(WorkerFaultTest, AKvTypeMismatchIsRefusedNamingBothTypes) {
+  FakePrefill fake;
+  auto decode = WorkerProcess::Start({.role = "decode", .extra = {"--kv-dtype", "bf16"}});
+  auto prefill = WorkerProcess::Start({.role = "prefill", .extra = {"--kv-dtype", "f32"}});
+  ASSERT_TRUE(decode && prefill);
+  EXPECT_EQ(Info(decode->url())["kv"]["dtype"], "bf16");
+  EXPECT_EQ(Info(prefill->url())["kv"]["dtype"], "f32");
+  const json request = Greedy(MakePrompt(40, 8), 3);
+  std::future<Generation> call = GenerateAsync(decode->url(), Remote(request, fake.url()));
+  std::optional<FakePrefill::Job> job = fake.Next();
+  ASSERT_TRUE(job.has_value());
+  absl::StatusOr<net::HttpResult> refused =
+      Call("POST", prefill->url() + "/v1/prefill", job->body.dump());
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->status, 409) << refused->body;
+  EXPECT_NE(refused->body.find("holds bf16 KV but the sender's KV is f32"), std::string::npos)
+      << refused->body;
+  job->exchange->ReplyJson(409, refused->body);
+  Generation got = call.get();
+  ASSERT_EQ(got.http_status, 200) << got.error;
+  EXPECT_EQ(got.finish["timing"]["prefill"], "fallback") << got.finish;
+  EXPECT_EQ(got.tokens, Generate(decode->url(), request).tokens);
+  EXPECT_CLEAN(decode->url());
+  EXPECT_CLEAN(prefill->url());
+}
+
 // Minimal blocking frame I/O for a hand-written sender.
 bool WriteAll(int fd, const void* data, size_t size) {
   const char* p = static_cast<const char*>(data);
@@ -418,6 +448,8 @@ TEST(WorkerFaultTest, ACorruptedChunkFailsTheTransferCleanly) {
   begin.num_blocks = kv["num_blocks"].get<uint32_t>();
   begin.layer_block_bytes = info["kv"]["layer_block_bytes"].get<uint64_t>();
   begin.want_shared_memory = 0;
+  begin.kv_type = static_cast<uint8_t>(
+      *ParseKvType(info["kv"]["dtype"].get<std::string>()));  // the decode worker's
   frame = kv::EncodeFrame(begin);
   ASSERT_TRUE(WriteAll(fd, frame.data(), frame.size()));
   std::optional<kv::Message> accept = ReadMessage(fd);
