@@ -37,7 +37,7 @@ double CpuNow() {
 int Run(int argc, char** argv) {
   CLI::App app("Tandem MatMul micro-benchmark");
   std::string type_name = "q8_0";
-  int threads = 1, repeats = 20;
+  int threads = 1, repeats = 20, copies = 1;
   int64_t rows = 4864, cols = 896;
   std::vector<int64_t> batch = {1, 2, 4, 8, 16, 32, 512};
   app.add_option("--type", type_name, "f32 | bf16 | f16 | q8_0");
@@ -46,6 +46,11 @@ int Run(int argc, char** argv) {
   app.add_option("--cols", cols, "weight columns (inputs)");
   app.add_option("--n", batch, "input rows per call")->delimiter(',');
   app.add_option("--repeats", repeats, "calls per measurement (best is shown)");
+  app.add_option("--copies", copies,
+                 "distinct copies of the matrix, multiplied in turn: with copies larger than the "
+                 "last-level cache together, every call reads its weights from memory, as in a "
+                 "decode step (times are per call)")
+      ->check(CLI::Range(1, 4096));
   CLI11_PARSE(app, argc, argv);
   auto type = ParseWeightType(type_name);
   if (!type.ok()) {
@@ -61,7 +66,16 @@ int Run(int argc, char** argv) {
     if (!QuantizeRow(*type, row.data(), cols, bytes.data() + r * WeightRowBytes(*type, cols)).ok())
       return 1;
   }
-  const WeightMatrix w{.data = bytes.data(), .type = *type, .rows = rows, .cols = cols};
+  const int64_t matrix_bytes = static_cast<int64_t>(bytes.size());
+  bytes.resize(matrix_bytes * copies);
+  for (int c = 1; c < copies; ++c)
+    std::copy_n(bytes.begin(), matrix_bytes, bytes.begin() + c * matrix_bytes);
+  std::vector<WeightMatrix> matrices;
+  for (int c = 0; c < copies; ++c) {
+    matrices.push_back(
+        {.data = bytes.data() + c * matrix_bytes, .type = *type, .rows = rows, .cols = cols});
+  }
+  const WeightMatrix& w = matrices[0];
   ThreadPool pool(threads);
   struct Path {
     const char* name;
@@ -80,9 +94,9 @@ int Run(int argc, char** argv) {
       path.fn(pool, w, x.data(), n, out.data());  // warm-up
       for (int i = 0; i < repeats; ++i) {
         const double start = Now(), cpu_start = CpuNow();
-        path.fn(pool, w, x.data(), n, out.data());
-        best = std::min(best, Now() - start);
-        best_cpu = std::min(best_cpu, CpuNow() - cpu_start);
+        for (const WeightMatrix& m : matrices) path.fn(pool, m, x.data(), n, out.data());
+        best = std::min(best, (Now() - start) / copies);
+        best_cpu = std::min(best_cpu, (CpuNow() - cpu_start) / copies);
       }
       std::printf("%-14s n=%-4ld %9.3f ms %8.1f GFLOP/s %7.1f GB/s %9.3f cpu-ms\n", path.name,
                   long(n), best * 1e3, 2.0 * rows * cols * n / best / 1e9, w.bytes() / best / 1e9,

@@ -28,6 +28,12 @@ TANDEM_BF16 void F32ToBf16Row(const float* x, int64_t n, uint16_t* out) {
   for (; i < n; ++i) out[i] = F32ToBf16(x[i]);
 }
 
+// Requests `bytes` from `first` into the cache at once.
+inline void PrefetchRange(const uint8_t* first, int64_t bytes) {
+  for (int64_t i = 0; i < bytes; i += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(first + i), _MM_HINT_T0);
+}
+
 // R weight rows x T input rows, one accumulator per output: R*T independent chains hide the
 // instruction latency, and each loaded activation vector feeds R rows. An output's arithmetic
 // does not depend on R, T or the batch size, so results are the same alone or batched.
@@ -349,6 +355,10 @@ TANDEM_VNNI void Q8RowDots(const uint8_t* rows, int64_t row_bytes, int64_t nrows
                                             ~uintptr_t{63});
   const int64_t tile_bytes_in_matrix = kTileRows * row_bytes;
   const int64_t prefetch_per_block = (tile_bytes_in_matrix + 64 * blocks - 1) / (64 * blocks) * 64;
+  // The first tile is requested all at once: each block of it touches 16 rows, so without this
+  // a call (and each thread's share of a product) would start with one block's worth of cache
+  // misses at a time, which costs as much as streaming several tiles on a small matrix.
+  PrefetchRange(rows, std::min<int64_t>(nrows, kTileRows) * row_bytes);
   for (int64_t r = 0; r < nrows; r += kTileRows) {
     const int count = static_cast<int>(std::min<int64_t>(kTileRows, nrows - r));
     const TileRows tile_rows = MakeTileRows(rows + r * row_bytes, row_bytes, count);
