@@ -121,6 +121,7 @@ void BlockAccumulateBf16(const uint16_t* values, int64_t slots, const float* wei
   Kernels().block_accumulate_bf16(values, slots, weights, dims, out);
 }
 void SiluMulF32(float* gate, const float* up, int64_t n) { Kernels().silu_mul(gate, up, n); }
+float MaxF32(const float* x, int64_t n, bool* finite) { return Kernels().max(x, n, finite); }
 
 void MatMulRowKernels(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n,
                       float* out) {

@@ -79,5 +79,8 @@ void BlockAccumulateBf16(const uint16_t* values, int64_t slots, const float* wei
 void ExpF32(float* x, int64_t n);
 // gate[i] = silu(gate[i]) * up[i], the SwiGLU activation.
 void SiluMulF32(float* gate, const float* up, int64_t n);
+// The largest of x[0..n) (n >= 1), and whether every element is finite (when not, the returned
+// value is meaningless).
+float MaxF32(const float* x, int64_t n, bool* finite);
 
 }  // namespace tandem::engine

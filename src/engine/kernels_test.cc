@@ -1,5 +1,6 @@
 #include "engine/kernels.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -145,6 +146,36 @@ TEST(KernelsTest, EveryIsaPathMatchesTheReference) {
     k.q8_0_to_f32(q8.view.row(0), cols, converted.data());
     DequantizeWeightRow(q8.view, 0, dequantized.data());
     EXPECT_EQ(converted, dequantized) << name;
+  }
+}
+
+// The maximum kernel: exact on every path for lengths around the vector widths, and any NaN or
+// infinity anywhere (vector body or tail) reported as not finite.
+TEST(KernelsTest, MaxFindsTheLargestAndReportsNonFiniteValues) {
+  Random random(kSeed);
+  std::vector<std::pair<std::string, internal::IsaKernels>> paths = {
+      {"scalar", internal::ScalarKernels()}};
+  const CpuFeatures& f = GetCpuFeatures();
+  if (f.avx2 && f.fma && f.f16c) paths.push_back({"avx2", internal::Avx2Kernels()});
+  if (ActiveIsaTier() == IsaTier::kAvx512) paths.push_back({"avx512", internal::Avx512Kernels()});
+  for (int64_t n : {1, 7, 16, 63, 64, 65, 200, 8192 + 5}) {
+    std::vector<float> x = RandomFloats(n, random);
+    for (float& v : x) v -= 10;  // all negative: a max that starts from 0 would be wrong
+    const float expected = *std::max_element(x.begin(), x.end());
+    for (auto& [name, k] : paths) {
+      bool finite = false;
+      EXPECT_EQ(k.max(x.data(), n, &finite), expected) << name << " n=" << n;
+      EXPECT_TRUE(finite) << name << " n=" << n;
+      for (int64_t at : {int64_t{0}, n / 2, n - 1}) {
+        for (float bad : {NAN, INFINITY, -INFINITY}) {
+          std::vector<float> y = x;
+          y[at] = bad;
+          finite = true;
+          k.max(y.data(), n, &finite);
+          EXPECT_FALSE(finite) << name << " n=" << n << " at " << at << " value " << bad;
+        }
+      }
+    }
   }
 }
 

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "engine/kernels.h"
 
 namespace tandem::engine {
 
@@ -37,8 +38,8 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
 
 namespace {
 
-// Whether every logit is finite, and the largest (the first of equals): one pass over the
-// vocabulary, which a greedy step otherwise read three times.
+// Whether every logit is finite, and the largest (the first of equals), from a vector pass over
+// the vocabulary.
 struct Extremes {
   bool finite = true;
   float max = -INFINITY;
@@ -46,14 +47,11 @@ struct Extremes {
 };
 Extremes Scan(std::span<const float> values) {
   Extremes e;
-  for (int64_t i = 0; i < static_cast<int64_t>(values.size()); ++i) {
-    const float v = values[i];
-    e.finite &= std::isfinite(v);
-    if (v > e.max) {
-      e.max = v;
-      e.argmax = i;
-    }
-  }
+  if (values.empty()) return e;
+  // The vector kernel finds the maximum and the finiteness; the first index holding the maximum
+  // is then a short search (it stops there).
+  e.max = MaxF32(values.data(), static_cast<int64_t>(values.size()), &e.finite);
+  if (e.finite) e.argmax = std::find(values.begin(), values.end(), e.max) - values.begin();
   return e;
 }
 

@@ -1,6 +1,7 @@
 // AVX2+FMA kernels (8 floats per vector), chosen at run time on CPUs without AVX-512.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 

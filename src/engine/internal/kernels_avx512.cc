@@ -1,6 +1,7 @@
 // AVX-512 kernels (16 floats per vector), chosen at run time when the CPU has AVX-512F/BW/VL.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 

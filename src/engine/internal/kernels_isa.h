@@ -13,6 +13,9 @@ using AxpyFn = void (*)(float alpha, const float* x, float* y, int64_t n);
 using ToF32Fn = void (*)(const uint8_t* row, int64_t cols, float* out);
 using ExpFn = void (*)(float* x, int64_t n);
 using SiluMulFn = void (*)(float* gate, const float* up, int64_t n);
+// The largest of x[0..n) (n >= 1); *finite = whether every element is finite (when not, the
+// returned value is meaningless).
+using MaxFn = float (*)(const float* x, int64_t n, bool* finite);
 
 struct IsaKernels {
   RowDotsFn f32 = nullptr;
@@ -25,6 +28,7 @@ struct IsaKernels {
   ToF32Fn q8_0_to_f32 = nullptr;
   ExpFn exp = nullptr;           // x[i] = e^x[i], relative error < 2e-7
   SiluMulFn silu_mul = nullptr;  // gate[i] = silu(gate[i]) * up[i]
+  MaxFn max = nullptr;
   void (*block_scores)(const float* keys_t, int64_t stride, int64_t slots, const float* q,
                        int64_t dims, float* scores) = nullptr;
   void (*block_accumulate)(const float* values, int64_t slots, const float* weights, int64_t dims,

@@ -89,6 +89,17 @@ void SiluMul(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+float Max(const float* x, int64_t n, bool* finite) {
+  float result = -INFINITY;
+  bool all_finite = true;
+  for (int64_t i = 0; i < n; ++i) {
+    all_finite &= std::isfinite(x[i]);
+    result = std::max(result, x[i]);
+  }
+  *finite = all_finite;
+  return result;
+}
+
 void BlockScores(const float* keys_t, int64_t stride, int64_t slots, const float* q, int64_t dims,
                  float* scores) {
   for (int64_t j = 0; j < slots; ++j) {
@@ -130,6 +141,7 @@ IsaKernels ScalarKernels() {
           .q8_0_to_f32 = Q8ToF32Row,
           .exp = Exp,
           .silu_mul = SiluMul,
+          .max = Max,
           .block_scores = BlockScores,
           .block_accumulate = BlockAccumulate,
           .block_scores_bf16 = BlockScoresBf16,
