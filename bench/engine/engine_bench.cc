@@ -225,7 +225,14 @@ int Run(int argc, char** argv) {
       ->check(CLI::Range(1, 4096));
   app.add_option("--rounds", rounds, "batch-1 / batched pairs for the batching speedup")
       ->check(CLI::Range(1, 100));
+  std::string kv_dtype = "auto";
+  app.add_option("--kv-dtype", kv_dtype, "KV cache element type: auto | f32 | bf16");
   CLI11_PARSE(app, argc, argv);
+  const auto kv_type = ParseKvTypeOption(kv_dtype);
+  if (!kv_type.ok()) {
+    std::fprintf(stderr, "engine_bench: %s\n", kv_type.status().ToString().c_str());
+    return 2;
+  }
 
   // The baselines run in a child process, so that their buffers stay out of this process's peak
   // RSS, which answers requests over a pipe: the read bandwidth is sampled again next to every
@@ -290,11 +297,13 @@ int Run(int argc, char** argv) {
   const int64_t prompt = 64, decode_tokens = 64;
   const int block_size = 16;
   // KV budget: exactly what the batching run fills (prompt + generated for every sequence), and
-  // at least what the 512-token prefill below allocates (with room for decode_tokens more).
+  // at least what the 512-token prefill below allocates (with room for decode_tokens more), in
+  // the KV element type the engine will use.
   const KvLayout layout = {.num_layers = (int)config.num_layers,
                            .num_kv_heads = (int)config.num_kv_heads,
                            .head_dim = (int)config.head_dim,
-                           .block_size = block_size};
+                           .block_size = block_size,
+                           .type = ResolveKvType(*kv_type, model.weights)};
   const int64_t kv_blocks =
       std::max<int64_t>(sequences * BlocksFor(prompt + decode_tokens, block_size),
                         BlocksFor(512 + decode_tokens + 1, block_size));
@@ -302,6 +311,7 @@ int Run(int argc, char** argv) {
 
   auto engine_or = Engine::Create(model, {.threads = threads,
                                           .block_size = block_size,
+                                          .kv_type = layout.type,
                                           .kv_budget_bytes = kv_budget,
                                           .enable_prefix_cache = false,
                                           .max_batch_tokens = 512});
@@ -436,6 +446,7 @@ int Run(int argc, char** argv) {
       {"batching_speedups", speedups},
       {"weight_bytes", weight_bytes},
       {"kv_budget_bytes", kv_budget},
+      {"kv_dtype", std::string(KvTypeName(layout.type))},
       {"peak_rss_bytes", peak_rss},
       {"rss_ratio", peak_rss / double(weight_bytes + kv_budget)},
       {"startup_rss_bytes", startup_rss},

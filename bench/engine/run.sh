@@ -41,16 +41,16 @@ done
 python3 - "$results" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-print("| model | source | dtype | threads | read GB/s (min-max) | decode tok/s | roofline tok/s "
+print("| model | source | dtype | KV | threads | read GB/s (min-max) | decode tok/s | roofline tok/s "
       "| decode ratio, median of windows (target >= 0.70) | windows min-max "
       "| prefill-512 tok/s | GEMM peak GFLOP/s | prefill GFLOP/s | prefill ratio (target >= 0.50) "
       "| batch-1 tok/s | 32-seq tok/s | batching x, median (target >= 4) | per round "
       "| peak RSS MiB | startup RSS MiB | weights+KV MiB | RSS ratio (target <= 1.10) | ratio above startup |")
-print("|" + "---|" * 22)
+print("|" + "---|" * 23)
 for r in rows:
     mib = 1 << 20
     rounds = ", ".join(f"{x:.2f}" for x in r["batching_speedups"])
-    print(f"| {r['model']} | {r['source']} | {r['dtype']} | {r['threads']} "
+    print(f"| {r['model']} | {r['source']} | {r['dtype']} | {r['kv_dtype']} | {r['threads']} "
           f"| {r['read_bandwidth_gbs']:.1f} ({r['read_bandwidth_min_gbs']:.1f}-{r['read_bandwidth_max_gbs']:.1f}) "
           f"| {r['decode_tokens_per_s']:.1f} | {r['decode_roofline_tokens_per_s']:.1f} | {r['decode_roofline_ratio']:.2f} "
           f"| {r['decode_roofline_ratio_min']:.2f}-{r['decode_roofline_ratio_max']:.2f} "
