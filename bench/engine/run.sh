@@ -29,6 +29,9 @@ for shape in "${shapes[@]}"; do
     if "$build_dir/tandem" model create --preset "$shape" --dtype "$dtype" --seed 1 \
          --out "$file" > /dev/null 2>&1 && [[ -f "$file" ]]; then
       source_args=(--shape "$shape" --model "$file")
+      # The file's dirty pages are written back now, not by a kernel thread during the runs
+      # (a 1 GB writeback took a core and cut a 2-thread decode to half its speed).
+      sync "$file"
     fi
     for threads in 1 2; do
       echo "engine_bench ${source_args[*]} --threads $threads" >&2
