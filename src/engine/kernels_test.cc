@@ -52,6 +52,16 @@ std::vector<double> Reference(const WeightMatrix& w, const std::vector<float>& x
   return out;
 }
 
+// Every ISA path this CPU can run, named, scalar first.
+std::vector<std::pair<std::string, internal::IsaKernels>> IsaPaths() {
+  std::vector<std::pair<std::string, internal::IsaKernels>> paths = {
+      {"scalar", internal::ScalarKernels()}};
+  const CpuFeatures& f = GetCpuFeatures();
+  if (f.avx2 && f.fma && f.f16c) paths.push_back({"avx2", internal::Avx2Kernels()});
+  if (ActiveIsaTier() == IsaTier::kAvx512) paths.push_back({"avx512", internal::Avx512Kernels()});
+  return paths;
+}
+
 TEST(WeightTypesTest, ConversionsRoundTrip) {
   EXPECT_EQ(F16ToF32(0x3c00), 1.0f);
   EXPECT_EQ(F16ToF32(0xc000), -2.0f);
@@ -106,11 +116,7 @@ TEST(WeightTypesTest, Q4KAndQ6KDequantizeAsGgufDefines) {
 TEST(KernelsTest, EveryIsaPathMatchesTheReference) {
   SCOPED_TRACE(testing::Message() << "seed " << kSeed);
   Random random(kSeed);
-  std::vector<std::pair<std::string, internal::IsaKernels>> paths = {
-      {"scalar", internal::ScalarKernels()}};
-  const CpuFeatures& f = GetCpuFeatures();
-  if (f.avx2 && f.fma && f.f16c) paths.push_back({"avx2", internal::Avx2Kernels()});
-  if (ActiveIsaTier() == IsaTier::kAvx512) paths.push_back({"avx512", internal::Avx512Kernels()});
+  const std::vector<std::pair<std::string, internal::IsaKernels>> paths = IsaPaths();
   const int64_t cols = 96 + 32;  // exercises the 2x-unrolled loop, the single step and no tail
   for (WeightType type :
        {WeightType::kF32, WeightType::kF16, WeightType::kBF16, WeightType::kQ8_0}) {
@@ -153,11 +159,7 @@ TEST(KernelsTest, EveryIsaPathMatchesTheReference) {
 // infinity anywhere (vector body or tail) reported as not finite.
 TEST(KernelsTest, MaxFindsTheLargestAndReportsNonFiniteValues) {
   Random random(kSeed);
-  std::vector<std::pair<std::string, internal::IsaKernels>> paths = {
-      {"scalar", internal::ScalarKernels()}};
-  const CpuFeatures& f = GetCpuFeatures();
-  if (f.avx2 && f.fma && f.f16c) paths.push_back({"avx2", internal::Avx2Kernels()});
-  if (ActiveIsaTier() == IsaTier::kAvx512) paths.push_back({"avx512", internal::Avx512Kernels()});
+  const std::vector<std::pair<std::string, internal::IsaKernels>> paths = IsaPaths();
   for (int64_t n : {1, 7, 16, 63, 64, 65, 200, 8192 + 5}) {
     std::vector<float> x = RandomFloats(n, random);
     for (float& v : x) v -= 10;  // all negative: a max that starts from 0 would be wrong
@@ -185,11 +187,7 @@ TEST(KernelsTest, MaxFindsTheLargestAndReportsNonFiniteValues) {
 TEST(KernelsTest, Bf16BlockKernelsMatchF32OnRoundedInputs) {
   SCOPED_TRACE(testing::Message() << "seed " << kSeed);
   Random random(kSeed);
-  std::vector<std::pair<std::string, internal::IsaKernels>> paths = {
-      {"scalar", internal::ScalarKernels()}};
-  const CpuFeatures& f = GetCpuFeatures();
-  if (f.avx2 && f.fma && f.f16c) paths.push_back({"avx2", internal::Avx2Kernels()});
-  if (ActiveIsaTier() == IsaTier::kAvx512) paths.push_back({"avx512", internal::Avx512Kernels()});
+  const std::vector<std::pair<std::string, internal::IsaKernels>> paths = IsaPaths();
   // Block sizes below, at and above a vector; dims with and without the tails of the 8-chain
   // and 4-vector loops.
   for (int64_t stride : {4, 16, 32}) {
