@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "core/kv_type.h"
 #include "core/status.h"
 #include "nlohmann/json.hpp"
 
@@ -261,6 +262,11 @@ absl::StatusOr<LatencyProfile> ParseLatencyProfile(std::string_view json,
       TANDEM_RETURN_IF_ERROR(reader.NoUnknownKeys());
     }
     TANDEM_RETURN_IF_ERROR(top.String("dtype", true, &profile.dtype));
+    TANDEM_RETURN_IF_ERROR(top.String("kv_dtype", false, &profile.kv_dtype));
+    if (!profile.kv_dtype.empty() && !ParseKvType(profile.kv_dtype).has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'kv_dtype' must be \"f32\" or \"bf16\", got \"", profile.kv_dtype, "\""));
+    }
     TANDEM_ASSIGN_OR_RETURN(const Json* hardware,
                             top.Child("hardware", true, Json::value_t::object));
     {
@@ -323,6 +329,7 @@ std::string SerializeLatencyProfile(const LatencyProfile& profile) {
                    {"vocab_size", m.vocab_size},
                    {"parameters", m.parameters}};
   root["dtype"] = profile.dtype;
+  if (!profile.kv_dtype.empty()) root["kv_dtype"] = profile.kv_dtype;
   const LatencyProfile::Hardware& h = profile.hardware;
   root["hardware"] = {{"description", h.description},
                       {"device", h.device},

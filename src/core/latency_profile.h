@@ -74,7 +74,8 @@ struct LatencyProfile {
 
   int version = kLatencyProfileVersion;
   Model model;
-  std::string dtype;  // weights/activations, e.g. "f32", "bf16", "q8_0"
+  std::string dtype;     // weights/activations, e.g. "f32", "bf16", "q8_0"
+  std::string kv_dtype;  // the KV cache's element type, "f32" or "bf16"; empty = not stated
   Hardware hardware;
   std::string measured_at;  // RFC 3339 time, free text for people
   std::vector<PrefillPoint> prefill;

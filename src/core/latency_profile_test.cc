@@ -34,6 +34,7 @@ LatencyProfile LinearProfile() {
                    .vocab_size = 128256,
                    .parameters = 8'000'000'000};
   profile.dtype = "bf16";
+  profile.kv_dtype = "bf16";
   profile.hardware = {.description = "test machine", .device = "cpu", .threads = 8};
   profile.measured_at = "2026-11-24T00:00:00Z";
   for (int64_t uncached : {128, 512, 1024, 2048}) {
@@ -181,7 +182,16 @@ TEST(LatencyProfileFormatTest, RoundTripsThroughJsonAndFiles) {
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(SerializeLatencyProfile(*parsed), text);
   EXPECT_EQ(parsed->model.name, "llama-test-8b");
+  EXPECT_EQ(parsed->kv_dtype, "bf16");
   EXPECT_EQ(parsed->decode.size(), 9u);
+  // kv_dtype is optional: a profile without it (from before it existed) still reads.
+  LatencyProfile unstated = profile;
+  unstated.kv_dtype.clear();
+  const std::string unstated_text = SerializeLatencyProfile(unstated);
+  EXPECT_EQ(unstated_text.find("kv_dtype"), std::string::npos);
+  absl::StatusOr<LatencyProfile> reparsed = ParseLatencyProfile(unstated_text, "mem");
+  ASSERT_TRUE(reparsed.ok()) << reparsed.status();
+  EXPECT_EQ(reparsed->kv_dtype, "");
 
   FakeEnv env;
   ASSERT_TRUE(WriteLatencyProfile(env, "profile.json", profile).ok());
@@ -234,6 +244,8 @@ TEST(LatencyProfileFormatTest, RefusesBadProfilesWithClearMessages) {
        "'decode[0].batch_size' must be >= 1, got 0"},
       {"decode not a list", [](nlohmann::json& j) { j["decode"] = 3; },
        "'decode' must be an array, got number"},
+      {"unknown KV type", [](nlohmann::json& j) { j["kv_dtype"] = "fp8"; },
+       "'kv_dtype' must be \"f32\" or \"bf16\", got \"fp8\""},
       {"tensor parallel zero", [](nlohmann::json& j) { j["hardware"]["tensor_parallel"] = 0; },
        "'hardware.tensor_parallel' must be >= 1"},
   };

@@ -125,6 +125,7 @@ absl::StatusOr<LatencyProfile> MeasureLatencyProfile(const EngineModel& model,
                    .vocab_size = config.vocab_size,
                    .parameters = ParameterCount(model.weights)};
   profile.dtype = std::string(WeightTypeName(model.weights.layers.front().wq.type));
+  profile.kv_dtype = std::string(KvTypeName(layout.type));
   profile.hardware = {.description = CpuDescription(),
                       .device = "cpu",
                       .threads = pool.num_threads(),

@@ -39,6 +39,7 @@ TEST(ProfilerTest, WritesAValidProfileTheLatencyModelReads) {
   EXPECT_EQ(profile->decode[3].batch_size, 3);
   EXPECT_EQ(profile->decode[3].context_tokens, 3 * 101);
   EXPECT_EQ(profile->dtype, "f32");
+  EXPECT_EQ(profile->kv_dtype, "f32");  // auto: F32 weights keep F32 KV
   EXPECT_EQ(profile->hardware.threads, 2);
   EXPECT_GT(profile->model.parameters, 0);
   EXPECT_EQ(lines, 7);
