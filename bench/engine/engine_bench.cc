@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <future>
 #include <mutex>
@@ -101,6 +102,8 @@ double Median(std::vector<double> values) {
 class Baselines {
  public:
   bool Start(int threads) {
+    // A failed process shows as a failed write, not as this process killed by SIGPIPE.
+    std::signal(SIGPIPE, SIG_IGN);
     int requests[2], answers[2];
     if (pipe(requests) != 0) return false;
     if (pipe(answers) != 0) return false;
@@ -361,13 +364,23 @@ int Run(int argc, char** argv) {
   int64_t position = prompt;
   const auto step = [&] {
     SequenceChunk next{.tokens = std::span(&token, 1), .start = position++, .blocks = blocks};
-    if (!transformer.Forward({&next, 1}, pool, logits.data()).ok()) return false;
+    if (absl::Status status = transformer.Forward({&next, 1}, pool, logits.data()); !status.ok()) {
+      std::fprintf(stderr, "engine_bench: decode step: %s\n", status.ToString().c_str());
+      return false;
+    }
     token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     return true;
   };
   const KvLayout kv_layout = pool.layout();
-  std::vector<double> samples = {baselines.Request('b')};
-  std::vector<double> window_seconds, window_ratios;
+  // A bandwidth sample, or 0 (and a message) when the baselines process failed.
+  const auto sample = [&] {
+    const double value = baselines.Request('b');
+    if (value <= 0) std::fprintf(stderr, "engine_bench: the bandwidth sample failed\n");
+    return value;
+  };
+  std::vector<double> samples = {sample()};
+  if (samples.back() <= 0) return 1;
+  std::vector<double> window_ratios;
   double decode_total = 0, kv_positions_read = 0;
   for (int64_t w = 0; w < decode_windows; ++w) {
     if (!step()) return 1;  // untimed: refills the caches
@@ -377,13 +390,13 @@ int Run(int argc, char** argv) {
       if (!step()) return 1;
     }
     const double seconds = Now() - start;
-    samples.push_back(baselines.Request('b'));
+    samples.push_back(sample());
+    if (samples.back() <= 0) return 1;
     // Each step reads the weights and the KV of every position up to its own.
     const double mean_context = first_position + (kDecodeWindow - 1) / 2.0 + 1;
     const double bytes_per_token =
         transformer.weight_bytes() + mean_context * kv_layout.token_bytes();
     const double bandwidth = (samples[samples.size() - 2] + samples.back()) / 2;
-    window_seconds.push_back(seconds);
     window_ratios.push_back(kDecodeWindow / seconds / (bandwidth / bytes_per_token));
     decode_total += seconds;
     kv_positions_read += kDecodeWindow * mean_context;
