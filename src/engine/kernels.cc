@@ -71,10 +71,6 @@ void DequantizeRows(const WeightMatrix& w, int64_t begin, int64_t end, float* ou
   }
 }
 
-void PrefetchBytes(const uint8_t* p, int64_t bytes) {
-  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(p + i);
-}
-
 // Runs kernel(first, count, out, out_stride) over rows [begin, end) in slices of kStageRows.
 // With many input rows the outputs of one slice go to a small thread-local buffer first and are
 // then copied out row by row: written straight into `out` (n rows `out_stride` apart), every

@@ -82,5 +82,9 @@ void SiluMulF32(float* gate, const float* up, int64_t n);
 // The largest of x[0..n) (n >= 1), and whether every element is finite (when not, the returned
 // value is meaningless).
 float MaxF32(const float* x, int64_t n, bool* finite);
+// Requests `bytes` from `p` into the cache (a hint; one prefetch per 64-byte line).
+inline void PrefetchBytes(const void* p, int64_t bytes) {
+  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(static_cast<const char*>(p) + i);
+}
 
 }  // namespace tandem::engine

@@ -39,11 +39,6 @@ absl::StatusOr<std::vector<float>> LoadVector(const WeightMatrix& m, const std::
   return values;
 }
 
-// Requests `bytes` from `p` into the cache.
-void Prefetch(const void* p, int64_t bytes) {
-  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(static_cast<const char*>(p) + i);
-}
-
 void RmsNorm(const float* x, const float* weight, int64_t n, double eps, float* out) {
   // Eight partial sums: a single one waits on each addition's latency, and a step norms every
   // row twice per layer.
@@ -365,14 +360,6 @@ void Transformer::Attention(int layer, std::span<const SequenceChunk> batch, con
   const int64_t per_item = std::max<int64_t>(1, work / rows);
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / per_item);
   const int64_t head_bytes = kv.layout().head_block_bytes();
-  const auto key_bytes = [&](BlockId block, int64_t kv_head) -> const void* {
-    return bf16 ? static_cast<const void*>(kv.KeysBf16(block, layer, kv_head))
-                : static_cast<const void*>(kv.KeysF32(block, layer, kv_head));
-  };
-  const auto value_bytes = [&](BlockId block, int64_t kv_head) -> const void* {
-    return bf16 ? static_cast<const void*>(kv.ValuesBf16(block, layer, kv_head))
-                : static_cast<const void*>(kv.ValuesF32(block, layer, kv_head));
-  };
   pool_->ParallelFor(rows * c.num_heads, grain, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;
     for (int64_t item = begin; item < end; ++item) {
@@ -390,9 +377,9 @@ void Transformer::Attention(int layer, std::span<const SequenceChunk> batch, con
         // the next block's keys (after the last, the first block's values) are requested
         // while this one is scored.
         if (start + bs < length) {
-          Prefetch(key_bytes(chunk.blocks[start / bs + 1], kv_head), head_bytes);
+          PrefetchBytes(kv.Keys(chunk.blocks[start / bs + 1], layer, kv_head), head_bytes);
         } else {
-          Prefetch(value_bytes(chunk.blocks[0], kv_head), head_bytes);
+          PrefetchBytes(kv.Values(chunk.blocks[0], layer, kv_head), head_bytes);
         }
         if (bf16) {
           BlockScoresBf16(kv.KeysBf16(block, layer, kv_head), bs, slots, out, hd,
@@ -418,7 +405,7 @@ void Transformer::Attention(int layer, std::span<const SequenceChunk> batch, con
         const int64_t slots = std::min<int64_t>(bs, length - start);
         const BlockId block = chunk.blocks[start / bs];
         if (start + bs < length) {
-          Prefetch(value_bytes(chunk.blocks[start / bs + 1], kv_head), head_bytes);
+          PrefetchBytes(kv.Values(chunk.blocks[start / bs + 1], layer, kv_head), head_bytes);
         }
         if (bf16) {
           BlockAccumulateBf16(kv.ValuesBf16(block, layer, kv_head), slots, scores.data() + start,
