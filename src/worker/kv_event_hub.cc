@@ -49,7 +49,7 @@ void KvEventHub::Stop() {
 
 size_t KvEventHub::subscribers() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return subscribers_.size();
+  return subscribers_.size() + forwarding_;
 }
 
 uint64_t KvEventHub::SendSnapshot(net::SseStream& stream) {
@@ -110,6 +110,7 @@ void KvEventHub::Run() {
     if (stop_) break;
     std::vector<Subscriber> work;
     work.swap(subscribers_);
+    forwarding_ = work.size();
     lock.unlock();
     const bool keepalive = std::chrono::steady_clock::now() - last_keepalive > kKeepAliveInterval;
     if (keepalive) last_keepalive = std::chrono::steady_clock::now();
@@ -120,6 +121,7 @@ void KvEventHub::Run() {
       if (ok) alive.push_back(std::move(s));
     }
     lock.lock();
+    forwarding_ = 0;
     // Subscribers that arrived meanwhile are in subscribers_ already.
     for (Subscriber& s : alive) subscribers_.push_back(std::move(s));
   }

@@ -52,6 +52,9 @@ class KvEventHub {
   std::condition_variable wake_;
   bool stop_ = false;
   std::vector<Subscriber> subscribers_;  // guarded by mu_
+  // Subscribers the poll thread took out of subscribers_ to forward to (guarded by mu_), so
+  // subscribers() counts them while it works without the lock.
+  size_t forwarding_ = 0;
   std::thread thread_;
 };
 

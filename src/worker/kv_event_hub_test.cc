@@ -1,5 +1,7 @@
 #include "worker/kv_event_hub.h"
 
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -101,6 +103,48 @@ TEST(KvEventHubTest, StreamsEventsFromWhereTheConsumerResumes) {
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
   while (hub.subscribers() > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
   EXPECT_EQ(hub.subscribers(), 0u) << "ended streams are dropped";
+}
+
+// A stream whose Send waits until the test opens the gate.
+class GatedStream : public RecordingStream {
+ public:
+  bool Send(std::string_view data, std::string_view event) override {
+    {
+      std::unique_lock<std::mutex> lock(gate_mu_);
+      in_send_ = true;
+      gate_cv_.notify_all();
+      gate_cv_.wait(lock, [&] { return open_; });
+    }
+    return RecordingStream::Send(data, event);
+  }
+  bool WaitInSend() {
+    std::unique_lock<std::mutex> lock(gate_mu_);
+    return gate_cv_.wait_for(lock, std::chrono::seconds(5), [&] { return in_send_; });
+  }
+  void Open() {
+    std::lock_guard<std::mutex> lock(gate_mu_);
+    open_ = true;
+    gate_cv_.notify_all();
+  }
+
+ private:
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  bool in_send_ = false;
+  bool open_ = false;
+};
+
+TEST(KvEventHubTest, CountsASubscriberWhileEventsAreForwardedToIt) {
+  auto pool = SmallPool();
+  KvEventHub hub(pool.get(), 1, absl::Milliseconds(1));
+  auto gated = std::make_shared<GatedStream>();
+  hub.Subscribe(gated, 0, 1);
+  StoreBlock(*pool, 0x11);
+  ASSERT_TRUE(gated->WaitInSend());
+  EXPECT_EQ(hub.subscribers(), 1u) << "the poll thread is sending to it";
+  gated->Open();
+  EXPECT_EQ(gated->WaitFor(1).size(), 1u);
+  EXPECT_EQ(hub.subscribers(), 1u);
 }
 
 TEST(KvEventHubTest, AnotherEpochOrALostHistoryStartsWithASnapshot) {
