@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -53,7 +54,7 @@ struct RouterCommandOptions {
   int32_t prefill_queue_limit = 8;
   double prefill_queue_weight = 1.0;
   double transfer_weight = 0.1;
-  int64_t kv_bytes_per_token = 131072;
+  std::optional<int64_t> kv_bytes_per_token;  // unset: each worker's, from its /v1/info
   int64_t forecast_output_tokens = 256;
   int max_indexed_workers = 64;
   uint64_t seed = 0;
@@ -130,7 +131,11 @@ int RunRouter(const CLI::App* command, const RouterCommandOptions& o) {
   routing.prefill_queue_limit = o.prefill_queue_limit;
   routing.prefill_queue_weight = o.prefill_queue_weight;
   routing.transfer_weight = o.transfer_weight;
-  routing.kv_bytes_per_token = o.kv_bytes_per_token;
+  if (o.kv_bytes_per_token.has_value()) {
+    // The operator's value wins over what the workers report.
+    routing.kv_bytes_per_token = *o.kv_bytes_per_token;
+    options.learn_kv_bytes_per_token = false;
+  }
   routing.forecast_output_tokens = o.forecast_output_tokens;
   options.routing.index.max_workers = o.max_indexed_workers;
   options.routing.seed = o.seed;
@@ -247,10 +252,11 @@ void RegisterRouter(CLI::App& root) {
       ->add_option("--transfer-weight", o->transfer_weight,
                    "Cost of a same-host block transfer, in blocks of prefill")
       ->capture_default_str();
-  router
-      ->add_option("--kv-bytes-per-token", o->kv_bytes_per_token,
-                   "KV cache bytes per token of the model")
-      ->capture_default_str();
+  router->add_option(
+      "--kv-bytes-per-token", o->kv_bytes_per_token,
+      absl::StrCat("KV cache bytes per token for every transfer's cost (default: each worker's, "
+                   "from its /v1/info; ",
+                   router::RoutingConfig{}.kv_bytes_per_token, " until one reports)"));
   router
       ->add_option("--forecast-output-tokens", o->forecast_output_tokens,
                    "Output tokens a request is expected to add")

@@ -41,6 +41,7 @@ absl::StatusOr<RoutingDecision> KvRouter::RouteHashed(uint64_t request_id,
     state.draining = info.draining;
     state.location = info.location;
     state.capacity_blocks = info.capacity_blocks;
+    state.kv_bytes_per_token = info.kv_bytes_per_token;
     // The worker's report includes the router's requests once they run, so take the larger of
     // report and forecast rather than their sum.
     const LoadForecast::WorkerLoad forecast = forecast_.LoadOf(info.id);

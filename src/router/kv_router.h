@@ -42,6 +42,7 @@ struct WorkerInfo {
   int64_t capacity_blocks = 0;  // 0 = unknown
   int32_t reported_prefill_queue_requests = 0;
   int64_t reported_prefill_queue_tokens = 0;
+  int64_t kv_bytes_per_token = 0;  // of its KV cache; 0 = unknown (the routing config's)
 };
 
 class KvRouter {

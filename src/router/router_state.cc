@@ -8,6 +8,20 @@
 
 namespace tandem::router {
 
+std::string_view KvBytesSourceName(KvBytesSource source) {
+  switch (source) {
+    case KvBytesSource::kFlag:
+      return "flag";
+    case KvBytesSource::kWorker:
+      return "worker";
+    case KvBytesSource::kLargestReported:
+      return "largest_reported";
+    case KvBytesSource::kDefault:
+      return "default";
+  }
+  return "default";
+}
+
 absl::StatusOr<std::unique_ptr<RouterState>> RouterState::Create(const Options& options) {
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<KvRouter> router, KvRouter::Create(options.routing));
   if (options.max_streams_per_worker < 0) {
@@ -28,8 +42,10 @@ absl::StatusOr<RouteResult> RouterState::Route(uint64_t route_id,
                                                std::span<const WorkerId> excluded) {
   absl::MutexLock lock(&mu_);
   registry_.FillWorkerInfo(&infos_);
+  const KvBytesPerToken fallback = FallbackKvBytesPerToken(infos_);
   bool any_at_limit = false;
   for (WorkerInfo& info : infos_) {
+    info.kv_bytes_per_token = KvBytesPerTokenOf(info, fallback).value;
     if (std::find(excluded.begin(), excluded.end(), info.id) != excluded.end()) {
       info.ready = false;
       continue;
@@ -97,6 +113,44 @@ absl::StatusOr<RegistryChange> RouterState::Report(const WorkerReport& report, i
                           registry_.Report(report, now_micros, from_static_list));
   if (change.retired) router_->index().RemoveWorker(*change.retired);
   return change;
+}
+
+KvLayoutChange RouterState::LearnKvLayout(const WorkerReport& info) {
+  absl::MutexLock lock(&mu_);
+  return registry_.LearnKvLayout(info);
+}
+
+KvBytesPerToken RouterState::FallbackKvBytesPerToken(std::span<const WorkerInfo> workers) const {
+  const int64_t configured = options_.routing.routing.kv_bytes_per_token;
+  if (!options_.learn_kv_bytes_per_token) return {configured, KvBytesSource::kFlag};
+  int64_t largest = 0;
+  for (const WorkerInfo& worker : workers) largest = std::max(largest, worker.kv_bytes_per_token);
+  // With different layouts behind one router, a worker that did not say is costed as the
+  // heaviest: its transfers are rather over- than underestimated.
+  if (largest > 0) return {largest, KvBytesSource::kLargestReported};
+  return {configured, KvBytesSource::kDefault};
+}
+
+KvBytesPerToken RouterState::KvBytesPerTokenOf(const WorkerInfo& worker,
+                                               const KvBytesPerToken& fallback) const {
+  if (options_.learn_kv_bytes_per_token && worker.kv_bytes_per_token > 0) {
+    return {worker.kv_bytes_per_token, KvBytesSource::kWorker};
+  }
+  return fallback;
+}
+
+KvBytesPerTokenInUse RouterState::kv_bytes_per_token() const {
+  std::vector<WorkerInfo> workers;
+  {
+    absl::MutexLock lock(&mu_);
+    registry_.FillWorkerInfo(&workers);
+  }
+  KvBytesPerTokenInUse in_use;
+  in_use.fallback = FallbackKvBytesPerToken(workers);
+  for (const WorkerInfo& worker : workers) {
+    in_use.workers[worker.id] = KvBytesPerTokenOf(worker, in_use.fallback);
+  }
+  return in_use;
 }
 
 void RouterState::MarkFailed(WorkerId id) {

@@ -15,6 +15,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -32,6 +33,29 @@ struct RouteResult {
   std::string prefill_url;  // empty when aggregated
 };
 
+// Where the KV bytes per token of a transfer's cost come from (docs/routing.md "KV bytes per
+// token").
+enum class KvBytesSource : uint8_t {
+  kFlag,             // the operator's value (--kv-bytes-per-token), for every worker
+  kWorker,           // the worker's own KV layout, from its /v1/info
+  kLargestReported,  // it reported none: the largest any registered worker reported
+  kDefault,          // no worker reported one: RoutingConfig::kv_bytes_per_token
+};
+// "flag", "worker", "largest_reported", "default".
+std::string_view KvBytesSourceName(KvBytesSource source);
+
+struct KvBytesPerToken {
+  int64_t value = 0;
+  KvBytesSource source = KvBytesSource::kDefault;
+};
+
+// The KV bytes per token Route costs transfers with: into each registered worker, and into a
+// worker that reported none.
+struct KvBytesPerTokenInUse {
+  KvBytesPerToken fallback;
+  absl::flat_hash_map<WorkerId, KvBytesPerToken> workers;
+};
+
 // What a KV event stream should follow: one worker incarnation.
 struct KvSource {
   WorkerId id = 0;
@@ -47,6 +71,10 @@ class RouterState {
     // Streams the router keeps open on one decode worker at most; 0: no limit (the worker's
     // KV capacity, when reported, still bounds it).
     int max_streams_per_worker = 0;
+    // Transfers into a worker are costed with the KV bytes per token of its own layout
+    // (LearnKvLayout); false: routing.routing.kv_bytes_per_token for every worker (the operator
+    // set it).
+    bool learn_kv_bytes_per_token = true;
   };
   static absl::StatusOr<std::unique_ptr<RouterState>> Create(const Options& options);
 
@@ -61,6 +89,8 @@ class RouterState {
   // Registry updates. A retired or expired incarnation's KV index entries are dropped.
   absl::StatusOr<RegistryChange> Report(const WorkerReport& report, int64_t now_micros,
                                         bool from_static_list);
+  // Takes the KV layout of a worker's /v1/info answer (WorkerRegistry::LearnKvLayout).
+  KvLayoutChange LearnKvLayout(const WorkerReport& info);
   void MarkFailed(WorkerId id);
   std::vector<WorkerId> Expire(int64_t now_micros);
   std::vector<RegisteredWorker> Workers() const;
@@ -78,9 +108,17 @@ class RouterState {
   int streams_on(WorkerId id) const;
   KvIndexStats kv_stats() const;
   int block_size() const { return block_size_; }
+  // The KV bytes per token Route uses now.
+  KvBytesPerTokenInUse kv_bytes_per_token() const;
+  bool learns_kv_bytes_per_token() const { return options_.learn_kv_bytes_per_token; }
 
  private:
   explicit RouterState(const Options& options, std::unique_ptr<KvRouter> router);
+  // For a worker that reported none, among `workers` as the registry fills them in.
+  KvBytesPerToken FallbackKvBytesPerToken(std::span<const WorkerInfo> workers) const;
+  // For `worker` as the registry fills it in.
+  KvBytesPerToken KvBytesPerTokenOf(const WorkerInfo& worker,
+                                    const KvBytesPerToken& fallback) const;
 
   const Options options_;
   const int block_size_;

@@ -239,14 +239,20 @@ absl::Status ValidateRoutingConfig(const RoutingConfig& config) {
   if (!finite_non_negative(config.transfer_weight)) {
     return bad("transfer_weight", config.transfer_weight, "a finite number >= 0");
   }
-  if (config.kv_bytes_per_token < 1) {
+  if (config.kv_bytes_per_token < 1 || config.kv_bytes_per_token > kMaxKvBytesPerToken) {
     return bad("kv_bytes_per_token", config.kv_bytes_per_token,
-               ">= 1 (2 * layers * kv_heads * head_dim * bytes per element)");
+               absl::StrCat("1..", kMaxKvBytesPerToken,
+                            " (2 * layers * kv_heads * head_dim * bytes per element)"));
   }
   if (config.forecast_output_tokens < 0) {
     return bad("forecast_output_tokens", config.forecast_output_tokens, ">= 0");
   }
   return ValidateLinkTable(config.links);
+}
+
+int64_t TransferKvBytesPerToken(const WorkerState& decode_worker, const RoutingConfig& config) {
+  return decode_worker.kv_bytes_per_token > 0 ? decode_worker.kv_bytes_per_token
+                                              : config.kv_bytes_per_token;
 }
 
 int64_t ForecastDecodeBlocks(const RouteRequest& request, const RoutingConfig& config) {
@@ -490,7 +496,7 @@ absl::StatusOr<RoutingDecision> DecideRoute(const RouteRequest& request, WorkerT
 
   // 3. Prefill worker: compute + queue + transfer of what the decode worker lacks.
   const double transfer_bytes = static_cast<double>(decision.uncached_tokens) *
-                                static_cast<double>(config.kv_bytes_per_token);
+                                static_cast<double>(TransferKvBytesPerToken(decode_worker, config));
   const double transfer_blocks =
       static_cast<double>(prompt_blocks - decision.decode_overlap_blocks);
   PrefillScorer scorer(request, config, transfer_bytes, transfer_blocks);

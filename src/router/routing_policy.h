@@ -63,6 +63,9 @@ struct WorkerState {
   int32_t prefill_queue_requests = 0;  // prefill jobs queued or running on it
   int64_t prefill_queue_tokens = 0;    // their tokens still to compute
   int32_t overlap_blocks = 0;          // leading blocks of this prompt it already caches
+  // KV bytes one token occupies in its cache (its model and KV type); a transfer into it moves
+  // this much per token. 0: unknown, RoutingConfig::kv_bytes_per_token.
+  int64_t kv_bytes_per_token = 0;
 };
 
 struct RouteRequest {
@@ -124,8 +127,9 @@ struct RoutingConfig {
   // Block-count mode only: the cost, in blocks of prefill compute, of moving one KV block over a
   // same-host link; a farther link costs this times its slowdown (same-host bandwidth / its own).
   double transfer_weight = 0.1;
-  // KV cache bytes per token: 2 (K and V) * layers * kv_heads * head_dim * bytes per element.
-  // The default is Llama-3-8B in fp16 (2 * 32 * 8 * 128 * 2).
+  // KV cache bytes per token: 2 (K and V) * layers * kv_heads * head_dim * bytes per element,
+  // for a decode worker whose WorkerState does not give its own. The default is Llama-3-8B in
+  // fp16 (2 * 32 * 8 * 128 * 2).
   int64_t kv_bytes_per_token = 131072;
   LinkTable links;
   const PrefillLatencyModel* latency_model = nullptr;  // not owned; null: block-count mode
@@ -135,8 +139,16 @@ struct RoutingConfig {
   int64_t forecast_output_tokens = 256;
 };
 
+// The most KV bytes per token the policy accepts, far above any model's (Llama-3-405B in f32
+// has 1 MiB), so that a prompt's transfer bytes stay far below the int64 range.
+inline constexpr int64_t kMaxKvBytesPerToken = int64_t{64} << 20;
+
 // Why the config is unusable, naming the field and the accepted range.
 absl::Status ValidateRoutingConfig(const RoutingConfig& config);
+
+// KV bytes per token of a transfer into `decode_worker`: the prefill worker fills the blocks
+// the decode worker reserved, in the decode worker's layout.
+int64_t TransferKvBytesPerToken(const WorkerState& decode_worker, const RoutingConfig& config);
 
 enum class PrefillPlacement : uint8_t {
   kDisaggregated,         // on a prefill worker, KV pushed to the decode worker

@@ -153,7 +153,7 @@ inline absl::StatusOr<RoutingDecision> DecideRoute(const RouteRequest& request,
 
   // 3. Prefill worker: compute + queue + transfer of what the decode worker lacks.
   const double transfer_bytes = static_cast<double>(decision.uncached_tokens) *
-                                static_cast<double>(config.kv_bytes_per_token);
+                                static_cast<double>(TransferKvBytesPerToken(decode_worker, config));
   const double transfer_blocks =
       static_cast<double>(prompt_blocks - decision.decode_overlap_blocks);
   const PrefillLatencyModel* model = config.latency_model;

@@ -257,6 +257,41 @@ TEST(RoutingPolicyTest, WithALatencyModelPrefillCostsAreSeconds) {
   EXPECT_THAT(long_queue.Explain(), HasSubstr("cross_rack"));
 }
 
+// The prefill worker fills the blocks the decode worker reserved: the transfer moves the decode
+// worker's KV bytes per token when its state gives them, else the config's.
+TEST(RoutingPolicyTest, TransferBytesAreTheDecodeWorkersKvBytesPerToken) {
+  LinearPrefillLatencyModel model(0, 100e-6);
+  RoutingConfig config;
+  config.local_prefill_max_uncached_tokens = 0;
+  config.latency_model = &model;
+  config.kv_bytes_per_token = 100000;
+  config.links.same_host = {100e9, 0};
+  config.links.same_rack = {10e9, 0};
+  config.links.cross_rack = {1e9, 0};
+  WorkerState decode = Decode(1);
+  decode.location = {.host = 1, .rack = 1};
+  WorkerState far = Prefill(2, {.host = 3, .rack = 2});
+  far.kv_bytes_per_token = 1'000'000;  // a prefill worker's own figure is not the transfer's
+  std::vector<WorkerState> workers = {decode, far, Prefill(3, decode.location, 1, 3000)};
+
+  // The config's 100 KB per token: 0.41 s across racks loses to a 0.3 s queue on the same host.
+  auto heavy = MustDecide({.prompt_tokens = 4096}, workers, config);
+  EXPECT_EQ(heavy.prefill_worker, 3u);
+  EXPECT_EQ(heavy.transfer_bytes, int64_t{4096} * 100000);
+
+  // A decode worker whose KV takes a tenth of that: 0.041 s across racks wins.
+  workers[0].kv_bytes_per_token = 10000;
+  auto light = MustDecide({.prompt_tokens = 4096}, workers, config);
+  EXPECT_EQ(light.prefill_worker, 2u);
+  EXPECT_EQ(light.transfer_bytes, int64_t{4096} * 10000);
+  EXPECT_NEAR(light.transfer_seconds, 40.96e6 / 1e9, 1e-12);
+  std::mt19937_64 rng(1);
+  auto oracle = reference::DecideRoute({.prompt_tokens = 4096}, workers, config, rng);
+  ASSERT_TRUE(oracle.ok());
+  EXPECT_EQ(oracle->prefill_worker, 2u);
+  EXPECT_EQ(oracle->transfer_bytes, light.transfer_bytes);
+}
+
 TEST(RoutingPolicyTest, SoftmaxIsDeterministicForASeedAndFavoursLowCost) {
   RoutingConfig config;
   config.disaggregation = false;
@@ -298,6 +333,8 @@ TEST(RoutingPolicyTest, ConfigIsValidatedByField) {
       {[](RoutingConfig& c) { c.prefill_queue_weight = -1; }, "prefill_queue_weight"},
       {[](RoutingConfig& c) { c.transfer_weight = -1; }, "transfer_weight"},
       {[](RoutingConfig& c) { c.kv_bytes_per_token = 0; }, "kv_bytes_per_token"},
+      {[](RoutingConfig& c) { c.kv_bytes_per_token = kMaxKvBytesPerToken + 1; },
+       "kv_bytes_per_token"},
       {[](RoutingConfig& c) { c.forecast_output_tokens = -1; }, "forecast_output_tokens"},
       {[](RoutingConfig& c) { c.links.cross_rack.bytes_per_second = 0; }, "cross_rack"},
   };
@@ -411,6 +448,7 @@ TEST(RoutingPolicyTest, WorkerTableDecidesExactlyAsThePlainScan) {
     config.prefill_queue_weight = std::array{0.0, 1.0, 0.3}[pick(3)];
     config.transfer_weight = std::array{0.0, 0.1, 1.0}[pick(3)];
     config.forecast_output_tokens = pick(300);
+    config.kv_bytes_per_token = std::array<int64_t, 2>{131072, 4096}[pick(2)];
     config.latency_model = pick(2) == 0 ? &model : nullptr;
     auto random_worker = [&] {
       WorkerState w;
@@ -423,6 +461,7 @@ TEST(RoutingPolicyTest, WorkerTableDecidesExactlyAsThePlainScan) {
       w.capacity_blocks = pick(3) == 0 ? 0 : 1 + pick(300);
       w.prefill_queue_requests = static_cast<int32_t>(pick(6));
       w.prefill_queue_tokens = pick(3) == 0 ? 0 : 16 * pick(4) - 8;
+      w.kv_bytes_per_token = std::array<int64_t, 4>{0, 0, 12288, 131072}[pick(4)];
       return w;
     };
     WorkerTable table;

@@ -224,6 +224,7 @@ class RouterServer::Impl {
   void PollStaticWorkers();
   void CheckNewWorkers();
   void WarnOnBlockSize(const std::string& url, int32_t block_size);
+  void LearnKvLayout(const WorkerReport& info);
   void UpdateWorkerGauges();
 };
 
@@ -295,6 +296,7 @@ absl::Status RouterServer::Impl::Init() {
   state_options.registry.heartbeat_timeout_micros =
       absl::ToInt64Microseconds(options_.heartbeat_timeout);
   state_options.max_streams_per_worker = options_.max_streams_per_worker;
+  state_options.learn_kv_bytes_per_token = options_.learn_kv_bytes_per_token;
   TANDEM_ASSIGN_OR_RETURN(state_, RouterState::Create(state_options));
   admission_ = std::make_unique<AdmissionController>(options_.admission);
   metrics_ = std::make_unique<RouterMetrics>(registry_);
@@ -477,6 +479,7 @@ void RouterServer::Impl::HandleHeartbeat(std::shared_ptr<net::HttpExchange> exch
 
 void RouterServer::Impl::HandleWorkers(std::shared_ptr<net::HttpExchange> exchange) {
   if (!CheckApiKey(*exchange)) return;
+  const KvBytesPerTokenInUse kv_bytes = state_->kv_bytes_per_token();
   json workers = json::array();
   for (const RegisteredWorker& worker : state_->Workers()) {
     const WorkerReport& r = worker.report;
@@ -501,8 +504,21 @@ void RouterServer::Impl::HandleWorkers(std::shared_ptr<net::HttpExchange> exchan
                        {"capacity_blocks", r.capacity_blocks},
                        {"prefill_queue_requests", r.prefill_queue_requests},
                        {"streams", state_->streams_on(worker.id)}});
+    // Not in kv_bytes: registered since it was read, so it has reported no layout yet.
+    auto in_use = kv_bytes.workers.find(worker.id);
+    const KvBytesPerToken used =
+        in_use != kv_bytes.workers.end() ? in_use->second : kv_bytes.fallback;
+    json& entry = workers.back();
+    entry["kv_bytes_per_token"] = used.value;
+    entry["kv_bytes_per_token_source"] = KvBytesSourceName(used.source);
+    entry["reported_kv_bytes_per_token"] =
+        worker.kv_bytes_per_token > 0 ? json(worker.kv_bytes_per_token) : json(nullptr);
   }
-  exchange->ReplyJson(200, json({{"workers", workers}}).dump());
+  exchange->ReplyJson(
+      200, json({{"workers", workers},
+                 {"kv_bytes_per_token", kv_bytes.fallback.value},
+                 {"kv_bytes_per_token_source", KvBytesSourceName(kv_bytes.fallback.source)}})
+               .dump());
 }
 
 void RouterServer::Impl::HandleApi(ApiKind kind, std::shared_ptr<net::HttpExchange> exchange) {
@@ -1109,12 +1125,14 @@ void RouterServer::Impl::PollStaticWorkers() {
       report->draining = true;
     }
     absl::StatusOr<RegistryChange> change = state_->Report(*report, NowMicros(), true);
-    if (change.ok() && change->added) {
+    if (!change.ok()) continue;
+    if (change->added) {
       LogInfo("worker found", {{"worker", url},
                                {"role", std::string(RoleLabel(report->role))},
                                {"epoch", report->epoch}});
       WarnOnBlockSize(url, report->block_size);
     }
+    LearnKvLayout(*report);
   }
 }
 
@@ -1127,6 +1145,41 @@ void RouterServer::Impl::WarnOnBlockSize(const std::string& url, int32_t block_s
         {{"worker", url},
          {"worker_block_size", static_cast<int64_t>(block_size)},
          {"router_block_size", static_cast<int64_t>(state_->block_size())}});
+  }
+}
+
+void RouterServer::Impl::LearnKvLayout(const WorkerReport& info) {
+  const KvLayoutChange change = state_->LearnKvLayout(info);
+  const int64_t configured = options_.routing.routing.kv_bytes_per_token;
+  const bool learning = state_->learns_kv_bytes_per_token();
+  if (change.rejected) {
+    LogWarn(
+        "worker KV layout ignored; transfers into it are costed as for a worker that did "
+        "not report one",
+        {{"worker", info.url}, {"epoch", info.epoch}, {"error", change.error}});
+  }
+  if (!change.learned) return;
+  LogInfo("worker KV layout", {{"worker", info.url},
+                               {"kv_bytes_per_token", info.kv_bytes_per_token},
+                               {"used_for_transfer_costs", learning}});
+  if (!learning && info.kv_bytes_per_token != configured) {
+    LogWarn("worker KV bytes per token differ from --kv-bytes-per-token, which is used",
+            {{"worker", info.url},
+             {"worker_kv_bytes_per_token", info.kv_bytes_per_token},
+             {"kv_bytes_per_token", configured}});
+  }
+  if (!change.disagreeing.empty()) {
+    std::vector<std::string> others;
+    for (const auto& [url, bytes] : change.disagreeing) {
+      others.push_back(absl::StrCat(url, "=", bytes));
+    }
+    LogWarn(
+        "workers report different KV bytes per token (different models or KV types behind "
+        "one router); each worker's transfers are costed with its own, and KV cannot move "
+        "between them",
+        {{"worker", info.url},
+         {"kv_bytes_per_token", info.kv_bytes_per_token},
+         {"other_workers", absl::StrJoin(others, ",")}});
   }
 }
 
@@ -1148,7 +1201,13 @@ void RouterServer::Impl::CheckNewWorkers() {
     absl::StatusOr<net::HttpResult> result = net::HttpClient::Fetch(request);
     if (!result.ok() || result->status != 200) continue;
     absl::StatusOr<WorkerReport> report = ParseWorkerReport(result->body, url);
-    if (report.ok()) WarnOnBlockSize(url, report->block_size);
+    if (!report.ok()) {
+      LogWarn("worker info unreadable", {{"worker", url}, {"error", report.status().ToString()}});
+      continue;
+    }
+    WarnOnBlockSize(url, report->block_size);
+    report->url = url;  // as it registered
+    LearnKvLayout(*report);
   }
 }
 

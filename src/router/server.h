@@ -48,6 +48,10 @@ struct RouterServerOptions {
   std::string cluster_token;                // sent to workers; required of heartbeats when set
 
   KvRouter::Options routing;
+  // Transfers into a worker are costed with the KV bytes per token its /v1/info reports
+  // (kv.block_bytes / kv.block_size); false: routing.routing.kv_bytes_per_token for every
+  // worker (--kv-bytes-per-token). docs/routing.md "KV bytes per token".
+  bool learn_kv_bytes_per_token = true;
   AdmissionConfig admission;
   ApiLimits limits;  // max_tokens is lowered to the model's context length
 

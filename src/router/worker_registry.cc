@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/status.h"
 #include "nlohmann/json.hpp"
 
 namespace tandem::router {
@@ -71,6 +72,57 @@ absl::Status ReadBool(const json& body, std::string_view key, bool* out) {
   return absl::OkStatus();
 }
 
+// A value as the body has it, cut short for a log line.
+std::string Shown(const json& value) {
+  std::string text = value.dump();
+  if (text.size() > 40) text = absl::StrCat(text.substr(0, 37), "...");
+  return text;
+}
+
+absl::StatusOr<int64_t> PositiveKvField(const json& kv, const char* key) {
+  auto it = kv.find(key);
+  if (it == kv.end() || it->is_null()) {
+    return absl::InvalidArgumentError(absl::StrCat("'kv' has no '", key, "'"));
+  }
+  if (!it->is_number_integer()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv.", key, " is ", Shown(*it), ", not an integer"));
+  }
+  if (it->is_number_unsigned()) {  // JSON's non-negative integers
+    const uint64_t value = it->get<uint64_t>();
+    if (value >= 1 && value <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return static_cast<int64_t>(value);
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("kv.", key, " is ", Shown(*it), ", expected a positive integer"));
+}
+
+// KV bytes per token from a `/v1/info` body's "kv" object: block_bytes (one block over all
+// layers, K and V) / block_size (its tokens). 0 when there is no "kv" object.
+absl::StatusOr<int64_t> KvBytesPerTokenOf(const json& body) {
+  auto kv = body.find("kv");
+  if (kv == body.end() || kv->is_null()) return 0;
+  if (!kv->is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat("'kv' is ", Shown(*kv), ", not an object"));
+  }
+  TANDEM_ASSIGN_OR_RETURN(const int64_t block_bytes, PositiveKvField(*kv, "block_bytes"));
+  TANDEM_ASSIGN_OR_RETURN(const int64_t block_size, PositiveKvField(*kv, "block_size"));
+  if (block_bytes % block_size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("kv.block_bytes ", block_bytes,
+                                                   " is not a whole number of bytes per token "
+                                                   "of kv.block_size ",
+                                                   block_size));
+  }
+  const int64_t bytes_per_token = block_bytes / block_size;
+  if (bytes_per_token > kMaxKvBytesPerToken) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv.block_bytes / kv.block_size is ", bytes_per_token,
+                     " bytes per token, more than the router accepts (", kMaxKvBytesPerToken, ")"));
+  }
+  return bytes_per_token;
+}
+
 }  // namespace
 
 std::string NormalizeWorkerUrl(std::string_view url) {
@@ -132,6 +184,11 @@ absl::StatusOr<WorkerReport> ParseWorkerReport(std::string_view body,
   if (absl::Status s = ReadInt(parsed, "block_size", &report.block_size, {"kv"}); !s.ok()) {
     return s;
   }
+  if (absl::StatusOr<int64_t> bytes = KvBytesPerTokenOf(parsed); bytes.ok()) {
+    report.kv_bytes_per_token = *bytes;
+  } else {
+    report.kv_layout_error = std::string(bytes.status().message());
+  }
   return report;
 }
 
@@ -159,6 +216,11 @@ absl::StatusOr<RegistryChange> WorkerRegistry::Report(const WorkerReport& report
     change.added = true;
   }
   RegisteredWorker& worker = it->second;
+  if (change.retired) {
+    // The new process may run another model or KV type.
+    worker.kv_bytes_per_token = 0;
+    worker.kv_layout_error.clear();
+  }
   worker.report = report;
   worker.location = locations_.Intern(report.host, report.rack);
   worker.from_static_list = worker.from_static_list || from_static_list;
@@ -187,6 +249,35 @@ std::vector<WorkerId> WorkerRegistry::Expire(int64_t now_micros) {
     }
   }
   return gone;
+}
+
+KvLayoutChange WorkerRegistry::LearnKvLayout(const WorkerReport& info) {
+  KvLayoutChange change;
+  auto it = by_url_.find(info.url);
+  if (it == by_url_.end() || it->second.report.epoch != info.epoch) return change;
+  RegisteredWorker& worker = it->second;
+  std::string error = info.kv_layout_error;
+  if (error.empty() && info.kv_bytes_per_token <= 0) {
+    if (!info.ready) return change;  // still loading: the layout comes with readiness
+    error = "its /v1/info has no 'kv' object with 'block_bytes' and 'block_size'";
+  }
+  if (!error.empty()) {
+    change.rejected = error != worker.kv_layout_error;
+    change.error = error;
+    worker.kv_layout_error = std::move(error);
+    return change;
+  }
+  worker.kv_layout_error.clear();
+  if (worker.kv_bytes_per_token == info.kv_bytes_per_token) return change;
+  worker.kv_bytes_per_token = info.kv_bytes_per_token;
+  change.learned = true;
+  for (const auto& [url, other] : by_url_) {
+    if (other.kv_bytes_per_token > 0 && other.kv_bytes_per_token != worker.kv_bytes_per_token) {
+      change.disagreeing.emplace_back(url, other.kv_bytes_per_token);
+    }
+  }
+  std::sort(change.disagreeing.begin(), change.disagreeing.end());
+  return change;
 }
 
 std::optional<WorkerId> WorkerRegistry::Remove(std::string_view url) {
@@ -230,7 +321,8 @@ void WorkerRegistry::FillWorkerInfo(std::vector<WorkerInfo>* out) const {
                     .reported_active_decode_blocks = r.active_blocks,
                     .capacity_blocks = r.capacity_blocks,
                     .reported_prefill_queue_requests = r.prefill_queue_requests,
-                    .reported_prefill_queue_tokens = r.prefill_queue_tokens});
+                    .reported_prefill_queue_tokens = r.prefill_queue_tokens,
+                    .kv_bytes_per_token = worker.kv_bytes_per_token});
   }
   // Map order is arbitrary; ties in the policy are broken by its RNG, but a stable order keeps
   // decisions reproducible for a seed.

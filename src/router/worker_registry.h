@@ -1,7 +1,8 @@
 // WorkerRegistry: the workers the router knows, from their heartbeats (`POST
 // /v1/workers/heartbeat`, docs/protocols.md "Registration") and from polling `/v1/info` of the
 // static `--worker` list. It tracks each worker's incarnation (epoch), readiness, draining,
-// location and load, and expires workers that stop reporting or whose streams fail.
+// location, load and KV layout (from `/v1/info`), and expires workers that stop reporting or
+// whose streams fail.
 //
 // Every incarnation of a worker gets its own WorkerId: a new epoch at the same URL is a new
 // process whose KV cache is empty, so the old id (and its KV index entries) is retired and a
@@ -22,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -47,10 +49,17 @@ struct WorkerReport {
   int32_t prefill_queue_requests = 0;
   int64_t prefill_queue_tokens = 0;
   int32_t block_size = 0;  // 0 when the report does not say
+  // KV bytes one token occupies in the worker's cache, over all layers, K and V: `/v1/info`'s
+  // kv.block_bytes / kv.block_size. 0 when the report has no KV layout (heartbeats, a worker
+  // still loading) or an unusable one (then kv_layout_error says why).
+  int64_t kv_bytes_per_token = 0;
+  std::string kv_layout_error;
 };
 
 // Parses a heartbeat or `/v1/info` body. `url_fallback` is used when the body has no "url"
-// (an `/v1/info` answer of a static worker). Errors (kInvalidArgument) name the field.
+// (an `/v1/info` answer of a static worker). Errors (kInvalidArgument) name the field. An
+// unusable KV layout (`kv` object) does not fail the report: it is left out, with the reason
+// in kv_layout_error.
 absl::StatusOr<WorkerReport> ParseWorkerReport(std::string_view body,
                                                std::string_view url_fallback = {});
 
@@ -64,6 +73,10 @@ struct RegisteredWorker {
   bool from_static_list = false;
   bool failed = false;  // a stream to it failed; not routed to until it reports again
   int64_t last_report_micros = 0;
+  // This incarnation's KV layout from its `/v1/info` (LearnKvLayout): bytes per token, 0 while
+  // unknown; and why the last answer's layout was ignored, empty when it was not.
+  int64_t kv_bytes_per_token = 0;
+  std::string kv_layout_error;
 };
 
 enum class WorkerHealth { kReady, kDraining, kNotReady };
@@ -72,6 +85,16 @@ struct RegistryChange {
   WorkerId id = 0;                  // the worker's current id
   bool added = false;               // first report of this incarnation
   std::optional<WorkerId> retired;  // the previous incarnation's id, when the epoch changed
+};
+
+// What one `/v1/info` answer's KV layout changed (LearnKvLayout).
+struct KvLayoutChange {
+  bool learned = false;   // the worker's bytes per token are new (or changed)
+  bool rejected = false;  // the layout was ignored for a reason not reported before
+  std::string error;      // that reason
+  // Other registered workers with another bytes per token than the one learned: {url, value},
+  // by url (different models or KV types behind one router).
+  std::vector<std::pair<std::string, int64_t>> disagreeing;
 };
 
 struct RegistryOptions {
@@ -92,6 +115,11 @@ class WorkerRegistry {
   bool MarkFailed(WorkerId id);
   // Drops workers whose last report is older than the heartbeat timeout; returns their ids.
   std::vector<WorkerId> Expire(int64_t now_micros);
+  // Records the KV layout of `info`, a worker's `/v1/info` answer: its bytes per token, or why
+  // they were unusable. A ready worker's answer without a layout is unusable; a loading one's
+  // says nothing yet. An unusable answer leaves a value learned before in place. Ignored when
+  // no worker is at info.url or it has another epoch now (the answer crossed a restart).
+  KvLayoutChange LearnKvLayout(const WorkerReport& info);
   // Forgets the worker at `url` (returns its id) — e.g. a static worker that went away.
   std::optional<WorkerId> Remove(std::string_view url);
 

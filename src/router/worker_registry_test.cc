@@ -1,5 +1,6 @@
 #include "router/worker_registry.h"
 
+#include "absl/strings/str_cat.h"
 #include "router/block_hash.h"
 #include "router/router_state.h"
 
@@ -61,6 +62,61 @@ TEST(WorkerReportTest, RefusesBadReportsNamingTheField) {
       testing::HasSubstr("'ready'"));
 }
 
+// A worker's /v1/info as the worker writes it (src/worker/worker.cc HandleInfo), with `kv`.
+std::string InfoWithKv(const std::string& kv, const std::string& epoch = "00000000000000bb") {
+  return absl::StrCat(R"({"role": "decode", "epoch": ")", epoch, R"(", "ready": true, "kv": )", kv,
+                      "}");
+}
+
+TEST(WorkerReportTest, ReadsTheKvBytesPerTokenOfInfo) {
+  // qwen2.5-0.5b with a BF16 cache: 24 layers * 2 (K, V) * 2 kv heads * 64 dims * 2 bytes.
+  auto info = ParseWorkerReport(InfoWithKv(R"({"block_size": 16, "num_layers": 24, "dtype": "bf16",
+                     "layer_block_bytes": 8192, "block_bytes": 196608})"),
+                                "127.0.0.1:8101");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->kv_bytes_per_token, 12288);
+  EXPECT_EQ(info->kv_layout_error, "");
+  // A heartbeat carries no layout: nothing to say, nothing wrong.
+  auto heartbeat = ParseWorkerReport(R"({"url": "h:1", "epoch": "01", "block_size": 16})");
+  ASSERT_TRUE(heartbeat.ok()) << heartbeat.status();
+  EXPECT_EQ(heartbeat->kv_bytes_per_token, 0);
+  EXPECT_EQ(heartbeat->kv_layout_error, "");
+}
+
+TEST(WorkerReportTest, AnUnusableKvLayoutIsLeftOutNamingTheField) {
+  const struct {
+    std::string kv;
+    std::string error;
+  } cases[] = {
+      {"7", "'kv' is 7, not an object"},
+      {R"({"block_size": 16})", "'kv' has no 'block_bytes'"},
+      {R"({"block_bytes": 196608})", "'kv' has no 'block_size'"},
+      {R"({"block_size": 0, "block_bytes": 196608})", "kv.block_size is 0"},
+      {R"({"block_size": 16, "block_bytes": 0})", "kv.block_bytes is 0"},
+      {R"({"block_size": 16, "block_bytes": -196608})", "kv.block_bytes is -196608"},
+      {R"({"block_size": 16, "block_bytes": "196608"})", R"(kv.block_bytes is "196608", not)"},
+      {R"({"block_size": 16, "block_bytes": 196608.5})", "kv.block_bytes is 196608.5, not"},
+      {R"({"block_size": 16, "block_bytes": 18446744073709551615})",
+       "kv.block_bytes is 18446744073709551615, expected a positive integer"},
+      {R"({"block_size": 16, "block_bytes": 196600})", "not a whole number of bytes per token"},
+      {R"({"block_size": 1, "block_bytes": 1099511627776})", "more than the router accepts"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.kv);
+    auto info = ParseWorkerReport(InfoWithKv(c.kv), "127.0.0.1:8101");
+    // The report itself stands: the worker is still registered and routed to.
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(info->kv_bytes_per_token, 0);
+    EXPECT_THAT(info->kv_layout_error, testing::HasSubstr(c.error));
+  }
+  // A block size that is no count at all makes the whole report unreadable, as before.
+  EXPECT_THAT(ParseWorkerReport(InfoWithKv(R"({"block_size": -16, "block_bytes": 196608})"),
+                                "127.0.0.1:8101")
+                  .status()
+                  .message(),
+              testing::HasSubstr("block_size"));
+}
+
 TEST(WorkerRegistryTest, NewEpochIsANewIncarnation) {
   WorkerRegistry registry;
   auto first = registry.Report(Report("http://a:1", "01"), 0, false);
@@ -103,6 +159,74 @@ TEST(WorkerRegistryTest, FailedDrainingAndExpiry) {
   EXPECT_THAT(registry.Expire(3'500'000), testing::ElementsAre(b->id));
   EXPECT_EQ(registry.size(), 1u);
   EXPECT_THAT(registry.Expire(5'100'000), testing::ElementsAre(a->id));
+}
+
+WorkerReport InfoOf(std::string url, std::string epoch, int64_t kv_bytes_per_token,
+                    std::string error = "") {
+  WorkerReport info = Report(std::move(url), std::move(epoch));
+  info.kv_bytes_per_token = kv_bytes_per_token;
+  info.kv_layout_error = std::move(error);
+  return info;
+}
+
+TEST(WorkerRegistryTest, LearnsTheKvLayoutOfEachIncarnation) {
+  WorkerRegistry registry;
+  auto a = registry.Report(Report("http://a:1", "01"), 0, false);
+  ASSERT_TRUE(a.ok());
+  KvLayoutChange change = registry.LearnKvLayout(InfoOf("http://a:1", "01", 12288));
+  EXPECT_TRUE(change.learned);
+  EXPECT_FALSE(change.rejected);
+  EXPECT_EQ(registry.Find(a->id)->kv_bytes_per_token, 12288);
+  EXPECT_FALSE(registry.LearnKvLayout(InfoOf("http://a:1", "01", 12288)).learned);  // no news
+  // Heartbeats do not carry the layout and do not forget it.
+  ASSERT_TRUE(registry.Report(Report("http://a:1", "01"), 10, false).ok());
+  std::vector<WorkerInfo> infos;
+  registry.FillWorkerInfo(&infos);
+  ASSERT_EQ(infos.size(), 1u);
+  EXPECT_EQ(infos[0].kv_bytes_per_token, 12288);
+
+  // An unusable answer is reported once per reason and leaves the learned value in place.
+  change = registry.LearnKvLayout(InfoOf("http://a:1", "01", 0, "kv.block_size is 0"));
+  EXPECT_TRUE(change.rejected);
+  EXPECT_EQ(change.error, "kv.block_size is 0");
+  EXPECT_FALSE(
+      registry.LearnKvLayout(InfoOf("http://a:1", "01", 0, "kv.block_size is 0")).rejected);
+  change = registry.LearnKvLayout(InfoOf("http://a:1", "01", 0));  // ready, but no layout
+  EXPECT_TRUE(change.rejected);
+  EXPECT_THAT(change.error, testing::HasSubstr("no 'kv' object"));
+  EXPECT_EQ(registry.Find(a->id)->kv_bytes_per_token, 12288);
+  // A worker still loading has no layout yet: nothing wrong.
+  WorkerReport loading = InfoOf("http://a:1", "01", 0);
+  loading.ready = false;
+  EXPECT_FALSE(registry.LearnKvLayout(loading).rejected);
+
+  // An answer of another incarnation, or of an unknown worker, changes nothing.
+  EXPECT_FALSE(registry.LearnKvLayout(InfoOf("http://a:1", "02", 4096)).learned);
+  EXPECT_FALSE(registry.LearnKvLayout(InfoOf("http://z:1", "01", 4096)).learned);
+  EXPECT_EQ(registry.Find(a->id)->kv_bytes_per_token, 12288);
+  // A restart may run another model: its layout is unknown until its own answer.
+  auto restarted = registry.Report(Report("http://a:1", "02"), 20, false);
+  ASSERT_TRUE(restarted.ok());
+  EXPECT_EQ(registry.Find(restarted->id)->kv_bytes_per_token, 0);
+  EXPECT_TRUE(registry.LearnKvLayout(InfoOf("http://a:1", "02", 4096)).learned);
+  EXPECT_EQ(registry.Find(restarted->id)->kv_bytes_per_token, 4096);
+}
+
+TEST(WorkerRegistryTest, ALayoutOtherWorkersDisagreeWithNamesThem) {
+  WorkerRegistry registry;
+  for (const char* url : {"http://a:1", "http://b:1", "http://c:1", "http://d:1"}) {
+    ASSERT_TRUE(registry.Report(Report(url, "01"), 0, false).ok());
+  }
+  EXPECT_THAT(registry.LearnKvLayout(InfoOf("http://a:1", "01", 12288)).disagreeing,
+              testing::IsEmpty());
+  EXPECT_THAT(registry.LearnKvLayout(InfoOf("http://b:1", "01", 12288)).disagreeing,
+              testing::IsEmpty());
+  EXPECT_THAT(registry.LearnKvLayout(InfoOf("http://c:1", "01", 131072)).disagreeing,
+              testing::ElementsAre(std::pair<std::string, int64_t>{"http://a:1", 12288},
+                                   std::pair<std::string, int64_t>{"http://b:1", 12288}));
+  // d has not reported: it disagrees with nobody.
+  EXPECT_THAT(registry.LearnKvLayout(InfoOf("http://a:1", "01", 131072)).disagreeing,
+              testing::ElementsAre(std::pair<std::string, int64_t>{"http://b:1", 12288}));
 }
 
 TEST(WorkerRegistryTest, BoundedNumberOfWorkers) {
@@ -190,6 +314,107 @@ TEST(RouterStateTest, ARestartDropsTheWorkersCachedBlocks) {
   EXPECT_EQ(state->Expire(10 + 3'000'001).size(), 1u);
   EXPECT_FALSE(state->CanServe());
   EXPECT_EQ(state->Route(3, prompt, 4, {}).status().code(), absl::StatusCode::kUnavailable);
+}
+
+// A state that disaggregates every prompt: transfers show in each decision.
+std::unique_ptr<RouterState> MakeDisaggregatingState(bool learn_kv_bytes_per_token = true,
+                                                     int64_t kv_bytes_per_token = 131072) {
+  RouterState::Options options;
+  options.routing.routing.block_size = 4;
+  options.routing.routing.local_prefill_max_uncached_tokens = 0;
+  options.routing.routing.kv_bytes_per_token = kv_bytes_per_token;
+  options.learn_kv_bytes_per_token = learn_kv_bytes_per_token;
+  auto state = RouterState::Create(options);
+  EXPECT_TRUE(state.ok());
+  return *std::move(state);
+}
+
+WorkerReport PrefillReport(std::string url, std::string epoch) {
+  WorkerReport report = Decode(std::move(url), std::move(epoch));
+  report.role = WorkerRole::kPrefill;
+  return report;
+}
+
+WorkerReport KvInfo(std::string url, std::string epoch, int64_t kv_bytes_per_token,
+                    std::string error = "") {
+  WorkerReport info = Decode(std::move(url), std::move(epoch));
+  info.kv_bytes_per_token = kv_bytes_per_token;
+  info.kv_layout_error = std::move(error);
+  return info;
+}
+
+// The transfer bytes of an 8-token prompt disaggregated onto decode worker `decode` (the others
+// excluded), or -1.
+int64_t TransferBytesInto(RouterState& state, WorkerId decode, std::vector<WorkerId> others) {
+  static uint64_t route_id = 0;
+  const std::vector<int32_t> prompt = {1, 2, 3, 4, 5, 6, 7, 8};
+  auto route = state.Route(++route_id, prompt, 4, others);
+  EXPECT_TRUE(route.ok()) << route.status();
+  if (!route.ok()) return -1;
+  state.Finished(route_id);
+  EXPECT_EQ(route->decision.decode_worker, decode);
+  EXPECT_TRUE(route->decision.disaggregated()) << route->decision.Explain();
+  return route->decision.transfer_bytes;
+}
+
+TEST(RouterStateTest, TransfersAreCostedWithTheKvBytesPerTokenTheWorkerReported) {
+  auto state = MakeDisaggregatingState();
+  auto d = state->Report(Decode("http://d:1", "0000000000000001"), 0, false);
+  auto p = state->Report(PrefillReport("http://p:1", "0000000000000002"), 0, false);
+  ASSERT_TRUE(d.ok() && p.ok());
+  // Until a worker reports its layout: the configured default.
+  EXPECT_EQ(TransferBytesInto(*state, d->id, {}), 8 * 131072);
+  EXPECT_EQ(state->kv_bytes_per_token().fallback.source, KvBytesSource::kDefault);
+
+  EXPECT_TRUE(state->LearnKvLayout(KvInfo("http://d:1", "0000000000000001", 12288)).learned);
+  EXPECT_EQ(TransferBytesInto(*state, d->id, {}), 8 * 12288);
+  const KvBytesPerTokenInUse in_use = state->kv_bytes_per_token();
+  EXPECT_EQ(in_use.workers.at(d->id).value, 12288);
+  EXPECT_EQ(in_use.workers.at(d->id).source, KvBytesSource::kWorker);
+  // The prefill worker reported nothing: the largest reported value stands for it.
+  EXPECT_EQ(in_use.workers.at(p->id).value, 12288);
+  EXPECT_EQ(in_use.workers.at(p->id).source, KvBytesSource::kLargestReported);
+  EXPECT_EQ(in_use.fallback.value, 12288);
+
+  // An unusable answer afterwards leaves the learned value.
+  EXPECT_TRUE(
+      state->LearnKvLayout(KvInfo("http://d:1", "0000000000000001", 0, "kv.block_bytes is \"x\""))
+          .rejected);
+  EXPECT_EQ(TransferBytesInto(*state, d->id, {}), 8 * 12288);
+}
+
+TEST(RouterStateTest, TheOperatorsKvBytesPerTokenWinsOverTheWorkers) {
+  auto state = MakeDisaggregatingState(/*learn_kv_bytes_per_token=*/false, 50000);
+  auto d = state->Report(Decode("http://d:1", "0000000000000001"), 0, false);
+  ASSERT_TRUE(state->Report(PrefillReport("http://p:1", "0000000000000002"), 0, false).ok());
+  ASSERT_TRUE(d.ok());
+  // Recorded (and shown), not used.
+  EXPECT_TRUE(state->LearnKvLayout(KvInfo("http://d:1", "0000000000000001", 12288)).learned);
+  EXPECT_EQ(TransferBytesInto(*state, d->id, {}), 8 * 50000);
+  const KvBytesPerTokenInUse in_use = state->kv_bytes_per_token();
+  EXPECT_EQ(in_use.workers.at(d->id).value, 50000);
+  EXPECT_EQ(in_use.workers.at(d->id).source, KvBytesSource::kFlag);
+  EXPECT_EQ(in_use.fallback.source, KvBytesSource::kFlag);
+}
+
+TEST(RouterStateTest, WorkersThatDisagreeAreEachCostedWithTheirOwn) {
+  auto state = MakeDisaggregatingState();
+  auto small = state->Report(Decode("http://a:1", "0000000000000001"), 0, false);
+  auto large = state->Report(Decode("http://b:1", "0000000000000002"), 0, false);
+  auto silent = state->Report(Decode("http://c:1", "0000000000000003"), 0, false);
+  ASSERT_TRUE(state->Report(PrefillReport("http://p:1", "0000000000000004"), 0, false).ok());
+  ASSERT_TRUE(small.ok() && large.ok() && silent.ok());
+  EXPECT_TRUE(state->LearnKvLayout(KvInfo("http://a:1", "0000000000000001", 12288)).learned);
+  const KvLayoutChange change =
+      state->LearnKvLayout(KvInfo("http://b:1", "0000000000000002", 131072));
+  EXPECT_THAT(change.disagreeing,
+              testing::ElementsAre(std::pair<std::string, int64_t>{"http://a:1", 12288}));
+  EXPECT_EQ(TransferBytesInto(*state, small->id, {large->id, silent->id}), 8 * 12288);
+  EXPECT_EQ(TransferBytesInto(*state, large->id, {small->id, silent->id}), 8 * 131072);
+  // One that did not say is costed as the heaviest.
+  EXPECT_EQ(TransferBytesInto(*state, silent->id, {small->id, large->id}), 8 * 131072);
+  EXPECT_EQ(state->kv_bytes_per_token().workers.at(silent->id).source,
+            KvBytesSource::kLargestReported);
 }
 
 }  // namespace

@@ -96,6 +96,8 @@ std::string FakeWorker::InfoJson(bool heartbeat) const {
   if (heartbeat) {
     body["ready"] = ready_ && !draining_;
     body["draining"] = draining_;
+  } else if (!options_.info_kv.empty()) {
+    body["kv"] = json::parse(options_.info_kv);
   }
   return body.dump();
 }

@@ -41,6 +41,9 @@ struct FakeWorkerOptions {
   int64_t capacity_blocks = 0;
   uint64_t epoch = 0;  // 0: random
   std::string model = "random-tiny";
+  // The "kv" object of its /v1/info as JSON text, e.g. {"block_size": 16, "block_bytes": 196608};
+  // empty: none. Not checked, so tests can send bad layouts.
+  std::string info_kv;
 };
 
 class FakeWorker {

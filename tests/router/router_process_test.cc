@@ -1,7 +1,8 @@
 // `tandem router` with real `tandem worker` processes (a tiny random model) on loopback: the
 // official OpenAI SDK against router + prefill + decode, 50 greedy streams surviving a
-// kill -9 of a decode worker with output equal to an undisturbed run, and 50 clients
-// disconnecting mid-stream leaving no reserved or active KV blocks on any worker.
+// kill -9 of a decode worker with output equal to an undisturbed run, 50 clients
+// disconnecting mid-stream leaving no reserved or active KV blocks on any worker, and the KV
+// bytes per token learned from a worker or set by --kv-bytes-per-token.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -370,6 +371,47 @@ TEST_F(RouterProcessTest, FiftyDisconnectsLeaveNoReservedOrActiveBlocks) {
   EXPECT_EQ(cancelled + ok, 50);
   EXPECT_GE(cancelled, 40);
   std::printf("disconnects: %.0f cancelled mid-stream, %.0f had finished first\n", cancelled, ok);
+}
+
+// The router costs transfers with the KV bytes per token of a real worker's /v1/info
+// (kv.block_bytes / kv.block_size), unless --kv-bytes-per-token sets them.
+TEST_F(RouterProcessTest, KvBytesPerTokenComeFromTheWorkerUnlessTheFlagSetsThem) {
+  StartRouter({});
+  const std::string worker = StartWorker("decode");
+  auto info =
+      net::HttpClient::Fetch({.url = worker + "/v1/info",
+                              .headers = {{"authorization", absl::StrCat("Bearer ", kToken)}}});
+  ASSERT_TRUE(info.ok() && info->status == 200);
+  const json kv = json::parse(info->body)["kv"];
+  const int64_t expected = kv["block_bytes"].get<int64_t>() / kv["block_size"].get<int64_t>();
+  ASSERT_GT(expected, 0);
+  ASSERT_NE(expected, 131072);  // distinguishable from the default
+  ASSERT_NE(expected, 50000);   // and from the flag below
+  auto entry = [&] {
+    auto answer = net::HttpClient::Fetch({.url = router_url() + "/v1/workers", .headers = Auth()});
+    const json body =
+        answer.ok() ? json::parse(answer->body, nullptr, false) : json(json::value_t::discarded);
+    if (body.is_object()) {
+      for (const json& w : body["workers"]) {
+        if (w["url"] == worker) return w;
+      }
+    }
+    return json();
+  };
+  EXPECT_TRUE(WaitUntil([&] {
+    const json w = entry();
+    return w.is_object() && w["kv_bytes_per_token"] == expected &&
+           w["kv_bytes_per_token_source"] == "worker";
+  })) << entry().dump();
+
+  // The flag wins. (The worker heartbeats to the first router; this one polls it.)
+  StartRouter({"--kv-bytes-per-token", "50000", "--worker", worker});
+  ASSERT_TRUE(WaitUntil([&] {
+    const json w = entry();
+    return w.is_object() && w["reported_kv_bytes_per_token"] == expected;
+  })) << entry().dump();
+  EXPECT_EQ(entry()["kv_bytes_per_token"], 50000);
+  EXPECT_EQ(entry()["kv_bytes_per_token_source"], "flag");
 }
 
 }  // namespace

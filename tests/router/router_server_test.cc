@@ -1,7 +1,7 @@
 // The router against fake workers in this process: the OpenAI API and its bad-input table,
 // routing by cached prefix and load, conditional disaggregation, the registry (heartbeats,
-// epochs, draining, expiry, static workers), KV resync, admission under overload, client
-// disconnects, and migration off a worker that dies mid-stream.
+// epochs, draining, expiry, static workers, KV layouts), KV resync, admission under overload,
+// client disconnects, and migration off a worker that dies mid-stream.
 #include <sys/resource.h>
 
 #include <fstream>
@@ -582,6 +582,123 @@ TEST(RouterRegistryTest, StaticWorkersArePolledAndExpire) {
   answer = harness.Post("/v1/completions", Completion({300, 301, 302}, 4));
   ASSERT_TRUE(answer.ok());
   EXPECT_EQ(answer->status, 503) << answer->body;  // no worker within the queue timeout
+}
+
+// The KV layout of a worker's /v1/info: blocks of 16 tokens, 196608 bytes a block over all
+// layers, K and V (qwen2.5-0.5b with a BF16 cache): 12288 bytes per token.
+constexpr const char* kBf16Kv = R"({"block_size": 16, "dtype": "bf16", "block_bytes": 196608})";
+
+json WorkersBody(RouterHarness& harness) {
+  auto answer = harness.Get("/v1/workers");
+  return answer.ok() ? json::parse(answer->body, nullptr, false) : json();
+}
+
+// The /v1/workers entry of the worker at `url`, or null.
+json WorkerEntry(RouterHarness& harness, const std::string& url) {
+  for (const json& w : WorkersList(harness)) {
+    if (w["url"] == url) return w;
+  }
+  return nullptr;
+}
+
+bool Reported(RouterHarness& harness, const FakeWorker& worker, int64_t kv_bytes_per_token) {
+  const json entry = WorkerEntry(harness, worker.url());
+  return entry.is_object() && entry["reported_kv_bytes_per_token"] == kv_bytes_per_token;
+}
+
+TEST(RouterRegistryTest, KvBytesPerTokenAreLearnedFromTheWorkersInfo) {
+  RouterHarness harness;
+  json body = WorkersBody(harness);
+  EXPECT_EQ(body["kv_bytes_per_token"], 131072);  // nobody reported one yet
+  EXPECT_EQ(body["kv_bytes_per_token_source"], "default");
+  FakeWorker& decode = harness.AddWorker({.role = "decode", .info_kv = kBf16Kv});
+  FakeWorker& prefill = harness.AddWorker({.role = "prefill"});
+  ASSERT_TRUE(harness.WaitForReadyWorkers(2));
+  ASSERT_TRUE(WaitUntil([&] { return Reported(harness, decode, 12288); }));
+  const json entry = WorkerEntry(harness, decode.url());
+  EXPECT_EQ(entry["kv_bytes_per_token"], 12288);
+  EXPECT_EQ(entry["kv_bytes_per_token_source"], "worker");
+  // The prefill worker did not say: costed as the largest reported.
+  const json silent = WorkerEntry(harness, prefill.url());
+  EXPECT_TRUE(silent["reported_kv_bytes_per_token"].is_null());
+  EXPECT_EQ(silent["kv_bytes_per_token"], 12288);
+  EXPECT_EQ(silent["kv_bytes_per_token_source"], "largest_reported");
+  body = WorkersBody(harness);
+  EXPECT_EQ(body["kv_bytes_per_token"], 12288);
+  EXPECT_EQ(body["kv_bytes_per_token_source"], "largest_reported");
+}
+
+TEST(RouterRegistryTest, KvBytesPerTokenOfTheOperatorWinOverTheWorkers) {
+  RouterServerOptions options = TestRouterOptions();
+  options.routing.routing.kv_bytes_per_token = 50000;  // --kv-bytes-per-token 50000
+  options.learn_kv_bytes_per_token = false;
+  RouterHarness harness(options);
+  FakeWorker& decode = harness.AddWorker({.role = "decode", .info_kv = kBf16Kv});
+  ASSERT_TRUE(harness.WaitForReadyWorkers(1));
+  // Shown as reported, not used.
+  ASSERT_TRUE(WaitUntil([&] { return Reported(harness, decode, 12288); }));
+  const json entry = WorkerEntry(harness, decode.url());
+  EXPECT_EQ(entry["kv_bytes_per_token"], 50000);
+  EXPECT_EQ(entry["kv_bytes_per_token_source"], "flag");
+  const json body = WorkersBody(harness);
+  EXPECT_EQ(body["kv_bytes_per_token"], 50000);
+  EXPECT_EQ(body["kv_bytes_per_token_source"], "flag");
+}
+
+TEST(RouterRegistryTest, UnusableKvLayoutsAreIgnoredAndTheWorkersStillServe) {
+  RouterHarness harness;
+  std::vector<FakeWorker*> bad = {
+      &harness.AddWorker({.role = "decode", .info_kv = R"({"block_size": 0, "block_bytes": 8})"}),
+      &harness.AddWorker(
+          {.role = "decode", .info_kv = R"({"block_size": 16, "block_bytes": "196608"})"}),
+      &harness.AddWorker(
+          {.role = "decode", .info_kv = R"({"block_size": 16, "block_bytes": 1.5e5})"}),
+      &harness.AddWorker(
+          {.role = "decode", .info_kv = R"({"block_size": -16, "block_bytes": 196608})"}),
+      &harness.AddWorker({.role = "decode"}),
+  };
+  ASSERT_TRUE(harness.WaitForReadyWorkers(5));
+  // Registered after them: once its layout is known, theirs were read too.
+  FakeWorker& good = harness.AddWorker({.role = "prefill", .info_kv = kBf16Kv});
+  ASSERT_TRUE(WaitUntil([&] { return Reported(harness, good, 12288); }));
+  for (const FakeWorker* worker : bad) {
+    const json entry = WorkerEntry(harness, worker->url());
+    SCOPED_TRACE(entry.dump());
+    EXPECT_TRUE(entry["reported_kv_bytes_per_token"].is_null());
+    EXPECT_EQ(entry["kv_bytes_per_token"], 12288);
+    EXPECT_EQ(entry["kv_bytes_per_token_source"], "largest_reported");
+  }
+  EXPECT_EQ(WorkersBody(harness)["kv_bytes_per_token"], 12288);
+  std::mt19937 rng(8);
+  for (int i = 0; i < 5; ++i) {
+    auto answer = harness.Post("/v1/completions", Completion(RandomPrompt(rng, 30), 2));
+    ASSERT_TRUE(answer.ok());
+    EXPECT_EQ(answer->status, 200) << answer->body;
+  }
+}
+
+TEST(RouterRegistryTest, WorkersWithDifferentKvLayoutsAreEachCostedWithTheirOwn) {
+  // A static worker (polled, not heartbeating) with an F32 cache: twice the bytes of BF16.
+  FakeWorker f32({.role = "decode",
+                  .token_ids = TinyTextTokens(),
+                  .info_kv = R"({"block_size": 16, "dtype": "f32", "block_bytes": 393216})"});
+  ASSERT_TRUE(f32.Start().ok());
+  RouterServerOptions options = TestRouterOptions();
+  options.static_workers = {f32.url()};
+  RouterHarness harness(options);
+  FakeWorker& bf16 = harness.AddWorker({.role = "decode", .info_kv = kBf16Kv});
+  FakeWorker& silent = harness.AddWorker({.role = "prefill"});
+  ASSERT_TRUE(harness.WaitForReadyWorkers(3));
+  ASSERT_TRUE(
+      WaitUntil([&] { return Reported(harness, f32, 24576) && Reported(harness, bf16, 12288); }));
+  EXPECT_EQ(WorkerEntry(harness, f32.url())["kv_bytes_per_token"], 24576);
+  EXPECT_EQ(WorkerEntry(harness, bf16.url())["kv_bytes_per_token"], 12288);
+  EXPECT_EQ(WorkerEntry(harness, bf16.url())["kv_bytes_per_token_source"], "worker");
+  // One that did not say is costed as the heaviest.
+  EXPECT_EQ(WorkerEntry(harness, silent.url())["kv_bytes_per_token"], 24576);
+  const json body = WorkersBody(harness);
+  EXPECT_EQ(body["kv_bytes_per_token"], 24576);
+  EXPECT_EQ(body["kv_bytes_per_token_source"], "largest_reported");
 }
 
 TEST(RouterRegistryTest, KvEventGapTriggersResync) {
