@@ -77,7 +77,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineModel model,
   auto engine = std::unique_ptr<Engine>(new Engine(std::move(model), options));
   TANDEM_ASSIGN_OR_RETURN(
       engine->transformer_,
-      Transformer::Create(engine->model_.config, engine->model_.weights, engine->threads_.get()));
+      Transformer::Create(engine->model_.config, engine->model_.weights, engine->threads_.get(),
+                          engine->model_.release_weight_pages));
   TANDEM_ASSIGN_OR_RETURN(
       engine->pool_, BlockPool::Create({.layout = engine->transformer_->kv_layout(
                                             options.block_size,

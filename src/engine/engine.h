@@ -66,6 +66,9 @@ struct EngineModel {
   TransformerConfig config;
   TransformerWeights weights;
   std::shared_ptr<const void> keepalive;
+  // Drops the memory pages of weight bytes the engine copied elsewhere (packed for the
+  // kernels); set where that is safe (a file mapping refaults from the file), else null.
+  std::function<void(const uint8_t* first, int64_t bytes)> release_weight_pages;
 };
 
 struct EngineOptions {

@@ -3,8 +3,10 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <vector>
 
 #include "engine/cpu_features.h"
@@ -187,7 +189,7 @@ enum class LowPrecisionKind { kNone, kBf16, kQ8Int8, kQ8ViaBf16 };
 LowPrecisionKind LowPrecisionKindFor(WeightType type) {
   const internal::LowPrecisionKernels& k = LowPrecision();
   if (type == WeightType::kBF16 && k.bf16_dots != nullptr) return LowPrecisionKind::kBf16;
-  if (type == WeightType::kQ8_0 && k.q8_dots != nullptr) return LowPrecisionKind::kQ8Int8;
+  if (type == WeightType::kQ8_0x16 && k.q8_dots != nullptr) return LowPrecisionKind::kQ8Int8;
   if (type == WeightType::kQ8_0 && k.q8_to_bf16 != nullptr) return LowPrecisionKind::kQ8ViaBf16;
   return LowPrecisionKind::kNone;
 }
@@ -318,6 +320,38 @@ void MatMul(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n, 
   } else {
     MatMulRowKernels(pool, w, x, n, out);
   }
+}
+
+void PackedWeights::Free::operator()(uint8_t* p) const { std::free(p); }
+
+bool WantsPacking(const WeightMatrix& w) {
+  return w.type == WeightType::kQ8_0 && w.rows % kQ8TileRows == 0 && w.rows > 0 &&
+         LowPrecision().q8_dots != nullptr;
+}
+
+PackedWeights PackWeights(ThreadPool& pool, const WeightMatrix& w,
+                          const std::function<void(const uint8_t*, int64_t)>& consumed) {
+  PackedWeights packed;
+  packed.matrix = w;
+  if (!WantsPacking(w)) return packed;
+  const int64_t bytes = w.bytes();
+  // aligned_alloc wants a multiple of the alignment.
+  auto* out = static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
+  if (out == nullptr) throw std::bad_alloc();
+  packed.storage.reset(out);
+  const int64_t tile_bytes = kQ8TileRows * w.row_bytes();
+  const int64_t tiles = w.rows / kQ8TileRows;
+  const int64_t stretch = std::max<int64_t>(1, (8 << 20) / tile_bytes);  // tiles per stretch
+  for (int64_t first = 0; first < tiles; first += stretch) {
+    const int64_t count = std::min(stretch, tiles - first);
+    pool.ParallelFor(count, 1, [&](int64_t begin, int64_t end) {
+      PackQ8Tiles(w, first + begin, end - begin, out);
+    });
+    if (consumed) consumed(w.row(first * kQ8TileRows), count * tile_bytes);
+  }
+  packed.matrix.data = out;
+  packed.matrix.type = WeightType::kQ8_0x16;
+  return packed;
 }
 
 void SgemmPeakProbe(int threads, int64_t m, int64_t n, int64_t k, const float* a, const float* b,

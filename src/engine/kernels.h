@@ -3,9 +3,10 @@
 // forward pass.
 //
 // MatMul computes out[i][r] = sum_c x[i][c] * W[r][c] for n input rows x (activations, F32):
-//   - Q8_0 weights on CPUs with AVX512-VNNI: the activations are quantized to int8 per block of
-//     32 (as llama.cpp's Q8_0 x Q8_0 dot) and multiplied with vpdpbusd, 64 products per
-//     instruction, for every batch size: each loaded weight block serves a tile of 4 input rows,
+//   - Q8_0 weights on CPUs with AVX512-VNNI, packed at load into the int8 kernel's tiles of 16
+//     rows (PackWeights below; WeightType::kQ8_0x16): the activations are quantized to int8 per
+//     block of 32 (as llama.cpp's Q8_0 x Q8_0 dot) and multiplied with vpdpbusd, 64 products per
+//     instruction, for every batch size: each loaded weight vector serves up to 8 input rows,
 //     and one kernel for every batch size means an output never depends on what else is in the
 //     batch (single-sequence decode and a 32-sequence step compute a row identically).
 //   - BF16 weights (and Q8_0 without VNNI) on CPUs with AVX512-BF16: the activations are
@@ -24,6 +25,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <span>
 
 #include "engine/thread_pool.h"
@@ -51,6 +54,27 @@ void MatMulGemm(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t
 void MatMulLowPrecision(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t n,
                         float* out);
 bool HasLowPrecisionPath(WeightType type);
+
+// Weights in the layout this CPU's kernels read fastest: a Q8_0 matrix whose row count is a
+// multiple of 16 becomes Q8_0x16 (weight_types.h) where the int8 kernel runs (AVX512-VNNI), the
+// same bytes in the kernel's tile order, so no call rearranges them and single-token decode
+// streams each matrix in order. Other matrices are used as they are. `storage` owns the packed
+// bytes (null when `matrix` is the original view).
+struct PackedWeights {
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
+  WeightMatrix matrix;
+  std::unique_ptr<uint8_t, Free> storage;
+};
+bool WantsPacking(const WeightMatrix& w);
+// Packs `w` on the pool's threads (or returns its view when !WantsPacking). `consumed(first,
+// bytes)`, when set, is called on the calling thread for each stretch (a few MiB) of w's bytes
+// once it is packed, so a caller can drop the source's pages as it goes instead of holding both
+// copies of a large matrix.
+PackedWeights PackWeights(
+    ThreadPool& pool, const WeightMatrix& w,
+    const std::function<void(const uint8_t* first, int64_t bytes)>& consumed = nullptr);
 
 // Plain F32 GEMM through OpenBLAS on all pool threads: C[m x n] = A[m x k] * B[k x n], row-major.
 // Used to measure the machine's matrix-multiply peak.

@@ -37,6 +37,18 @@ Matrix MakeMatrix(WeightType type, int64_t rows, int64_t cols, Random& random) {
   return m;
 }
 
+// A random Q8_0 matrix (rows a multiple of 16) in the int8 kernel's Q8_0x16 layout.
+Matrix MakePackedQ8(int64_t rows, int64_t cols, Random& random) {
+  Matrix q8 = MakeMatrix(WeightType::kQ8_0, rows, cols, random);
+  Matrix m;
+  m.bytes.resize(q8.bytes.size());
+  PackQ8Tiles(q8.view, 0, rows / kQ8TileRows, m.bytes.data());
+  m.view = q8.view;
+  m.view.data = m.bytes.data();
+  m.view.type = WeightType::kQ8_0x16;
+  return m;
+}
+
 // out[i][r] in double from the dequantized weights.
 std::vector<double> Reference(const WeightMatrix& w, const std::vector<float>& x, int64_t n) {
   std::vector<double> out(n * w.rows);
@@ -316,18 +328,20 @@ TEST(KernelsTest, LowPrecisionPathsStayCloseToTheReference) {
   SCOPED_TRACE(testing::Message() << "seed " << kSeed);
   Random random(kSeed + 3);
   ThreadPool pool(2);
-  for (WeightType type : {WeightType::kBF16, WeightType::kQ8_0}) {
+  for (WeightType type : {WeightType::kBF16, WeightType::kQ8_0, WeightType::kQ8_0x16}) {
     if (!HasLowPrecisionPath(type)) {
       GTEST_LOG_(INFO) << "no narrow-precision path for " << WeightTypeName(type) << " here";
       continue;
     }
-    Matrix m = MakeMatrix(type, 33, 256 + 64, random);
+    const int64_t rows = type == WeightType::kQ8_0x16 ? 48 : 33;
+    Matrix m = type == WeightType::kQ8_0x16 ? MakePackedQ8(rows, 256 + 64, random)
+                                            : MakeMatrix(type, rows, 256 + 64, random);
     for (int64_t n : {1, 3, 4, 9, 40}) {
       std::vector<float> x = RandomFloats(n * m.view.cols, random);
       std::vector<double> expected = Reference(m.view, x, n);
-      std::vector<float> out(n * 33), again(n * 33);
+      std::vector<float> out(n * rows), again(n * rows);
       MatMulLowPrecision(pool, m.view, x.data(), n, out.data());
-      for (int64_t i = 0; i < n * 33; ++i) {
+      for (int64_t i = 0; i < n * rows; ++i) {
         // Rounding the activations (BF16: 2^-9 relative, Q8: 1/254 of the block maximum) moves
         // a 320-term dot product by a few hundredths; a wrong kernel is off by whole units.
         ASSERT_NEAR(out[i], expected[i], 0.1 + 0.01 * std::fabs(expected[i]))
@@ -338,7 +352,7 @@ TEST(KernelsTest, LowPrecisionPathsStayCloseToTheReference) {
       if (n < 2 * first) continue;
       MatMulLowPrecision(pool, m.view, x.data(), first, again.data());
       MatMulLowPrecision(pool, m.view, x.data() + first * m.view.cols, n - first,
-                         again.data() + first * 33);
+                         again.data() + first * rows);
       EXPECT_EQ(out, again) << WeightTypeName(type) << " n=" << n;
     }
   }
@@ -350,14 +364,19 @@ TEST(KernelsTest, MatMulSharedEqualsOneMatMulEach) {
   SCOPED_TRACE(testing::Message() << "seed " << kSeed);
   Random random(kSeed + 6);
   ThreadPool pool(2);
-  for (WeightType type : {WeightType::kF32, WeightType::kBF16, WeightType::kQ8_0}) {
-    Matrix a = MakeMatrix(type, 36, 96, random), b = MakeMatrix(type, 8, 96, random);
-    Matrix c = MakeMatrix(type == WeightType::kQ8_0 ? WeightType::kBF16 : type, 8, 96, random);
+  for (WeightType type :
+       {WeightType::kF32, WeightType::kBF16, WeightType::kQ8_0, WeightType::kQ8_0x16}) {
+    const auto make = [&](WeightType t, int64_t rows) {
+      return t == WeightType::kQ8_0x16 ? MakePackedQ8(rows, 96, random)
+                                       : MakeMatrix(t, rows, 96, random);
+    };
+    Matrix a = make(type, 48), b = make(type, 16);
+    Matrix c = make(type == WeightType::kF32 ? type : WeightType::kBF16, 16);
     for (int64_t n : {1, 5, 33}) {
       std::vector<float> x = RandomFloats(n * 96, random);
       for (bool mixed : {false, true}) {
         const Matrix& second = mixed ? c : b;
-        std::vector<float> want_a(n * 36), want_b(n * 8), got_a(n * 36), got_b(n * 8);
+        std::vector<float> want_a(n * 48), want_b(n * 16), got_a(n * 48), got_b(n * 16);
         MatMul(pool, a.view, x.data(), n, want_a.data());
         MatMul(pool, second.view, x.data(), n, want_b.data());
         const WeightMatrix* w[] = {&a.view, &second.view};
@@ -370,37 +389,96 @@ TEST(KernelsTest, MatMulSharedEqualsOneMatMulEach) {
   }
 }
 
-// The int8 Q8_0 kernel directly, on shapes the model tests do not reach: an odd number of
-// blocks (the last one alone in its vector), every tile remainder, and any split of the rows.
+// The int8 Q8_0x16 kernel directly, on shapes the model tests do not reach: an odd number of
+// blocks (the last one unpaired), every remainder of activation rows, one tile at a time.
 TEST(KernelsTest, Q8Int8KernelMatchesTheReference) {
   const CpuFeatures& f = GetCpuFeatures();
   if (ActiveIsaTier() != IsaTier::kAvx512 || !f.avx512vnni) GTEST_SKIP() << "no AVX512-VNNI";
   SCOPED_TRACE(testing::Message() << "seed " << kSeed);
   internal::LowPrecisionKernels k = internal::Avx512LowPrecisionKernels(false, true);
   Random random(kSeed + 4);
+  constexpr int64_t kRows = 32;
   for (int64_t cols : {32, 96, 256}) {
-    Matrix m = MakeMatrix(WeightType::kQ8_0, 9, cols, random);
+    Matrix m = MakePackedQ8(kRows, cols, random);
     const int64_t xs = internal::Q8ActivationBytes(cols);
-    for (int64_t n : {1, 2, 5, 7, 21}) {
+    for (int64_t n : {1, 2, 5, 7, 8, 9, 21}) {
       std::vector<float> x = RandomFloats(n * cols, random);
       std::vector<double> expected = Reference(m.view, x, n);
       std::vector<uint8_t> quantized(n * xs);
       for (int64_t i = 0; i < n; ++i) k.quantize_q8(x.data() + i * cols, cols, &quantized[i * xs]);
-      std::vector<float> out(n * 9), alone(n * 9);
-      k.q8_dots(m.view.row(0), m.view.row_bytes(), 9, cols, quantized.data(), n, out.data(), 9);
-      for (int64_t i = 0; i < n * 9; ++i) {
+      std::vector<float> out(n * kRows), alone(n * kRows);
+      k.q8_dots(m.view.row(0), m.view.row_bytes(), kRows, cols, quantized.data(), n, out.data(),
+                kRows);
+      for (int64_t i = 0; i < n * kRows; ++i) {
         ASSERT_NEAR(out[i], expected[i], 0.1 + 0.01 * std::fabs(expected[i]))
             << "cols=" << cols << " n=" << n;
       }
-      // One weight row and one input row at a time gives bit-identical results.
+      // One tile and one input row at a time gives bit-identical results.
       for (int64_t t = 0; t < n; ++t) {
-        for (int64_t r = 0; r < 9; ++r) {
-          k.q8_dots(m.view.row(r), m.view.row_bytes(), 1, cols, &quantized[t * xs], 1,
-                    &alone[t * 9 + r], 9);
+        for (int64_t r = 0; r < kRows; r += kQ8TileRows) {
+          k.q8_dots(m.view.row(r), m.view.row_bytes(), kQ8TileRows, cols, &quantized[t * xs], 1,
+                    &alone[t * kRows + r], kRows);
         }
       }
       EXPECT_EQ(out, alone) << "cols=" << cols << " n=" << n;
     }
+  }
+}
+
+// Q8_0x16 holds the same values: every row dequantizes as it did in Q8_0.
+TEST(KernelsTest, PackedQ8RowsDequantizeAsBefore) {
+  Random random(kSeed + 7);
+  for (int64_t cols : {32, 96, 256, 320}) {
+    Matrix q8 = MakeMatrix(WeightType::kQ8_0, 48, cols, random);
+    std::vector<uint8_t> packed(q8.bytes.size());
+    PackQ8Tiles(q8.view, 0, 3, packed.data());
+    WeightMatrix view = q8.view;
+    view.data = packed.data();
+    view.type = WeightType::kQ8_0x16;
+    EXPECT_EQ(view.bytes(), q8.view.bytes());
+    std::vector<float> want(cols), got(cols);
+    for (int64_t r = 0; r < 48; ++r) {
+      DequantizeWeightRow(q8.view, r, want.data());
+      DequantizeWeightRow(view, r, got.data());
+      ASSERT_EQ(got, want) << "cols=" << cols << " row " << r;
+    }
+  }
+}
+
+// PackWeights packs exactly the Q8_0 matrices the int8 kernel reads (rows a multiple of 16),
+// reports every source byte once, in order, and MatMul on the result matches the reference.
+TEST(KernelsTest, PackWeightsPacksWhatTheInt8KernelReads) {
+  Random random(kSeed + 8);
+  ThreadPool pool(2);
+  Matrix odd = MakeMatrix(WeightType::kQ8_0, 33, 64, random);
+  Matrix bf16 = MakeMatrix(WeightType::kBF16, 32, 64, random);
+  for (const Matrix* m : {&odd, &bf16}) {
+    EXPECT_FALSE(WantsPacking(m->view));
+    PackedWeights same = PackWeights(pool, m->view);
+    EXPECT_EQ(same.matrix.data, m->view.data);
+    EXPECT_EQ(same.storage, nullptr);
+  }
+  // 4096 rows of 4096 columns: 70 MB in several stretches.
+  Matrix big = MakeMatrix(WeightType::kQ8_0, 4096, 4096, random);
+  const bool packs = WantsPacking(big.view);
+  EXPECT_EQ(packs, HasLowPrecisionPath(WeightType::kQ8_0x16));
+  if (!packs) GTEST_SKIP() << "no int8 kernel here";
+  const uint8_t* next = big.view.row(0);
+  int stretches = 0;
+  PackedWeights packed = PackWeights(pool, big.view, [&](const uint8_t* first, int64_t bytes) {
+    EXPECT_EQ(first, next);
+    next = first + bytes;
+    ++stretches;
+  });
+  EXPECT_EQ(next, big.view.row(0) + big.view.bytes());
+  EXPECT_GT(stretches, 1);
+  EXPECT_EQ(packed.matrix.type, WeightType::kQ8_0x16);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(packed.matrix.data) % 64, 0u);
+  std::vector<float> x = RandomFloats(3 * 4096, random), out(3 * 4096);
+  MatMul(pool, packed.matrix, x.data(), 3, out.data());
+  std::vector<double> expected = Reference(big.view, x, 3);
+  for (int64_t i = 0; i < 3 * 4096; i += 97) {
+    ASSERT_NEAR(out[i], expected[i], 0.5 + 0.01 * std::fabs(expected[i])) << i;
   }
 }
 

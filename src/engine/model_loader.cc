@@ -158,6 +158,9 @@ absl::StatusOr<EngineModel> EngineModelFromModel(std::shared_ptr<const model::Mo
     TANDEM_ASSIGN_OR_RETURN(l.w_up, matrix(p + "ffn_up.weight", false));
     TANDEM_ASSIGN_OR_RETURN(l.w_down, matrix(p + "ffn_down.weight", false));
   }
+  out.release_weight_pages = [model](const uint8_t* first, int64_t bytes) {
+    model->ReleasePages(first, static_cast<uint64_t>(bytes));
+  };
   out.keepalive = std::move(model);
   return out;
 }

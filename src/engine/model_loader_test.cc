@@ -7,8 +7,10 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <vector>
 
+#include "engine/kernels.h"
 #include "gtest/gtest.h"
 #include "model/model_writer.h"
 
@@ -17,7 +19,7 @@ namespace {
 
 constexpr uint64_t kSeed = 31;
 
-class ModelLoaderTest : public testing::TestWithParam<model::Architecture> {
+class ModelLoaderFiles : public testing::Test {
  protected:
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() /
@@ -27,11 +29,15 @@ class ModelLoaderTest : public testing::TestWithParam<model::Architecture> {
   void TearDown() override { std::filesystem::remove_all(dir_); }
   std::filesystem::path dir_;
 };
+class ModelLoaderTest : public ModelLoaderFiles,
+                        public testing::WithParamInterface<model::Architecture> {};
 
 // Greedy logits of `steps` decode steps after a short prompt.
-std::vector<std::vector<float>> GreedyLogits(const EngineModel& model, int steps) {
+std::vector<std::vector<float>> GreedyLogits(
+    const EngineModel& model, int steps,
+    const std::function<void(const uint8_t*, int64_t)>& release_source = nullptr) {
   ThreadPool pool(2);
-  auto transformer = Transformer::Create(model.config, model.weights, &pool);
+  auto transformer = Transformer::Create(model.config, model.weights, &pool, release_source);
   EXPECT_TRUE(transformer.ok()) << transformer.status();
   auto kv = BlockPool::Create({.layout = (*transformer)->kv_layout(16), .budget_bytes = 8 << 20});
   EXPECT_TRUE(kv.ok()) << kv.status();
@@ -93,6 +99,43 @@ TEST_P(ModelLoaderTest, GgufAndSafetensorsGiveTheSameLogits) {
 INSTANTIATE_TEST_SUITE_P(Architectures, ModelLoaderTest,
                          testing::Values(model::Architecture::kLlama, model::Architecture::kQwen2,
                                          model::Architecture::kQwen3));
+
+// A Q8_0 model file: where the engine packs the weights for its int8 kernel it drops the file's
+// pages it copied; they fault in again from the file, so a second transformer built from the
+// same mapping afterwards packs the same bytes and computes the same logits (had the pages come
+// back zero, it would not).
+TEST_F(ModelLoaderFiles, PackedQ8WeightsReleaseTheFilePagesAndRereadThem) {
+  auto config = model::PresetConfig("tiny");
+  ASSERT_TRUE(config.ok()) << config.status();
+  config->tie_word_embeddings = true;  // the embedding is the LM head, packed and looked up
+  const std::string gguf = (dir_ / "tiny-q8.gguf").string();
+  ASSERT_TRUE(model::WriteDummyModel({.config = *config,
+                                      .dtype = model::DType::kQ8_0,
+                                      .format = model::ModelFormat::kGguf,
+                                      .seed = kSeed,
+                                      .out = gguf})
+                  .ok());
+  auto loaded = LoadEngineModel(gguf);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const EngineModel& model = loaded->model;
+  ASSERT_TRUE(model.release_weight_pages != nullptr);
+  ASSERT_EQ(model.weights.layers[0].wq.type, WeightType::kQ8_0);
+  int64_t released = 0;
+  const auto release = [&](const uint8_t* first, int64_t bytes) {
+    released += bytes;
+    model.release_weight_pages(first, bytes);
+  };
+  const auto first = GreedyLogits(model, 8, release);
+  EXPECT_EQ(released > 0, WantsPacking(model.weights.layers[0].wq));
+  EXPECT_EQ(GreedyLogits(model, 8), first);
+  // The file's bytes are intact after the release.
+  std::vector<float> row(model.config.hidden_size), again(model.config.hidden_size);
+  DequantizeWeightRow(model.weights.token_embedding, 3, row.data());
+  model.release_weight_pages(model.weights.token_embedding.row(0),
+                             model.weights.token_embedding.bytes());
+  DequantizeWeightRow(model.weights.token_embedding, 3, again.data());
+  EXPECT_EQ(row, again);
+}
 
 TEST(ModelLoaderErrorsTest, BadReferencesNameWhatIsWrong) {
   EXPECT_NE(LoadEngineModel("random:nope").status().message().find("qwen2.5-0.5b"),

@@ -56,9 +56,9 @@ void RmsNorm(const float* x, const float* weight, int64_t n, double eps, float* 
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(const TransformerConfig& c,
-                                                                 const TransformerWeights& w,
-                                                                 ThreadPool* pool) {
+absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
+    const TransformerConfig& c, const TransformerWeights& w, ThreadPool* pool,
+    const std::function<void(const uint8_t*, int64_t)>& release_source) {
   if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.intermediate_size <= 0 || c.num_layers <= 0 ||
       c.num_heads <= 0 || c.num_kv_heads <= 0 || c.head_dim <= 0 || c.head_dim % 2 != 0 ||
       c.max_context <= 0) {
@@ -112,6 +112,20 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(const Transform
     }
   }
   model->weight_bytes_ += (w.lm_head.empty() ? w.token_embedding : w.lm_head).bytes();
+  // The matrices products read, in the kernels' layout. A tied embedding is the LM head too; its
+  // row lookups read the packed layout (DequantizeWeightRow reads every type).
+  TransformerWeights& own = model->weights_;
+  std::vector<WeightMatrix*> products = {own.lm_head.empty() ? &own.token_embedding : &own.lm_head};
+  for (LayerWeights& lw : own.layers) {
+    for (WeightMatrix* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down})
+      products.push_back(m);
+  }
+  for (WeightMatrix* m : products) {
+    if (!WantsPacking(*m)) continue;
+    PackedWeights packed = PackWeights(*pool, *m, release_source);
+    *m = packed.matrix;
+    model->packed_.push_back(std::move(packed));
+  }
   return model;
 }
 

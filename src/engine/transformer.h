@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/block_pool.h"
+#include "engine/kernels.h"
 #include "engine/thread_pool.h"
 #include "engine/weight_types.h"
 
@@ -92,9 +93,12 @@ using LayerDoneCallback = std::function<void(int layer)>;
 
 class Transformer {
  public:
-  static absl::StatusOr<std::unique_ptr<Transformer>> Create(const TransformerConfig& config,
-                                                             const TransformerWeights& weights,
-                                                             ThreadPool* pool);
+  // Matrices the kernels read faster in another layout are packed into copies the transformer
+  // owns (kernels.h PackWeights); `release_source`, when set, is called with each packed
+  // matrix's original bytes as they are copied (e.g. to drop a model file's pages from memory).
+  static absl::StatusOr<std::unique_ptr<Transformer>> Create(
+      const TransformerConfig& config, const TransformerWeights& weights, ThreadPool* pool,
+      const std::function<void(const uint8_t* first, int64_t bytes)>& release_source = nullptr);
 
   const TransformerConfig& config() const { return config_; }
   // Bytes of weights one decode step streams (all matrices incl. the LM head).
@@ -119,7 +123,8 @@ class Transformer {
                  int64_t first, int64_t rows);
 
   TransformerConfig config_;
-  TransformerWeights weights_;
+  TransformerWeights weights_;  // views; packed matrices point into packed_
+  std::vector<PackedWeights> packed_;
   ThreadPool* pool_;
   int64_t weight_bytes_ = 0;
   std::vector<double> inverse_frequencies_;  // head_dim / 2

@@ -21,6 +21,8 @@ std::string_view WeightTypeName(WeightType type) {
       return "q4_k";
     case WeightType::kQ6_K:
       return "q6_k";
+    case WeightType::kQ8_0x16:
+      return "q8_0x16";
   }
   return "unknown";
 }
@@ -38,6 +40,7 @@ absl::StatusOr<WeightType> ParseWeightType(std::string_view name) {
 int64_t WeightBlockElements(WeightType type) {
   switch (type) {
     case WeightType::kQ8_0:
+    case WeightType::kQ8_0x16:
       return 32;
     case WeightType::kQ4_K:
     case WeightType::kQ6_K:
@@ -55,6 +58,7 @@ int64_t WeightBlockBytes(WeightType type) {
     case WeightType::kBF16:
       return 2;
     case WeightType::kQ8_0:
+    case WeightType::kQ8_0x16:
       return 34;
     case WeightType::kQ4_K:
       return 144;
@@ -214,6 +218,42 @@ void DequantizeWeightRow(const WeightMatrix& matrix, int64_t row, float* out) {
     case WeightType::kQ6_K:
       for (int64_t b = 0; b < cols / 256; ++b) DequantizeQ6K(bytes + b * 210, out + b * 256);
       return;
+    case WeightType::kQ8_0x16: {
+      const int64_t blocks = cols / 32, lane = row % kQ8TileRows;
+      const uint8_t* tile = matrix.row(row - lane);
+      for (int64_t b = 0; b < blocks; ++b) {
+        const Q8TileBlockOffsets at = Q8TileBlockAt(b, blocks);
+        uint16_t scale_bits;
+        std::memcpy(&scale_bits, tile + at.scales + 2 * lane, 2);
+        const float scale = F16ToF32(scale_bits);
+        for (int i = 0; i < 32; ++i) {
+          const uint8_t stored = tile[at.values + 64 * (i / 4) + 4 * lane + i % 4];
+          out[b * 32 + i] = scale * static_cast<float>(static_cast<int>(stored) - 128);
+        }
+      }
+      return;
+    }
+  }
+}
+
+void PackQ8Tiles(const WeightMatrix& q8, int64_t first_tile, int64_t tiles, uint8_t* out) {
+  const int64_t blocks = q8.cols / 32, tile_bytes = kQ8TileRows * q8.row_bytes();
+  for (int64_t t = first_tile; t < first_tile + tiles; ++t) {
+    uint8_t* tile = out + t * tile_bytes;
+    for (int64_t lane = 0; lane < kQ8TileRows; ++lane) {
+      const uint8_t* row = q8.row(t * kQ8TileRows + lane);
+      for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* block = row + b * sizeof(BlockQ8_0);
+        const Q8TileBlockOffsets at = Q8TileBlockAt(b, blocks);
+        std::memcpy(tile + at.scales + 2 * lane, block, 2);
+        for (int g = 0; g < 8; ++g) {
+          uint32_t four;
+          std::memcpy(&four, block + 2 + 4 * g, 4);
+          four ^= 0x80808080u;  // signed -> plus 128
+          std::memcpy(tile + at.values + 64 * g + 4 * lane, &four, 4);
+        }
+      }
+    }
   }
 }
 

@@ -22,9 +22,10 @@
 
 namespace tandem::engine {
 
-enum class WeightType : uint8_t { kF32, kF16, kBF16, kQ8_0, kQ4_K, kQ6_K };
+enum class WeightType : uint8_t { kF32, kF16, kBF16, kQ8_0, kQ4_K, kQ6_K, kQ8_0x16 };
 
 std::string_view WeightTypeName(WeightType type);
+// The types a model file holds (kQ8_0x16 is made at load time, never parsed).
 absl::StatusOr<WeightType> ParseWeightType(std::string_view name);
 
 // Elements per quantization block (1 for plain float types) and bytes per block.
@@ -55,6 +56,30 @@ struct BlockQ8_0 {
   int8_t values[32];
 };
 static_assert(sizeof(BlockQ8_0) == 34);
+
+// Q8_0x16: a Q8_0 matrix's bytes reordered for the int8 kernel (kernels.h), which reads 16 rows'
+// block at a time as whole vectors: made by PackQ8Tiles from a Q8_0 matrix whose row count is a
+// multiple of 16, never stored in a file. docs/weight-packing.md shows it in full.
+//   - Tile t (rows 16t .. 16t+15) takes the bytes those rows take in Q8_0, so whole tiles from
+//     row 16t on start at row(16t), and row_bytes()/bytes() are Q8_0's.
+//   - Within a tile the blocks (32 columns each) go in pairs of 1088 bytes: block 2p's values
+//     (512 bytes), block 2p+1's values (512), block 2p's 16 scales (F16, row order, 32 bytes),
+//     block 2p+1's scales (32). An unpaired last block is its values, then its scales.
+//   - A block's values are 8 groups of 64 bytes: group g holds columns 4g .. 4g+3 of the 16 rows,
+//     4 bytes per row in row order, each value stored plus 128 (as an unsigned byte).
+inline constexpr int64_t kQ8TileRows = 16;
+struct Q8TileBlockOffsets {
+  int64_t values;  // from the tile's first byte
+  int64_t scales;
+};
+inline Q8TileBlockOffsets Q8TileBlockAt(int64_t block, int64_t blocks) {
+  const int64_t pair = block / 2 * 1088;
+  if (block % 2 == 1) return {pair + 512, pair + 1024 + 32};
+  return {pair, pair + (block + 1 < blocks ? 1024 : 512)};
+}
+// Tiles [first_tile, first_tile + tiles) of the Q8_0 matrix `q8` (rows a multiple of 16) into
+// `out`, the packed matrix's first byte (each tile at its own offset).
+void PackQ8Tiles(const WeightMatrix& q8, int64_t first_tile, int64_t tiles, uint8_t* out);
 
 // Scalar conversions, exact (round-to-nearest-even for float -> bf16/f16).
 inline float Bf16ToF32(uint16_t bits) {

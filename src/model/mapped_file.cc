@@ -57,6 +57,15 @@ void MappedFile::AdviseWillNeed(uint64_t offset, uint64_t length) const {
   ::madvise(const_cast<uint8_t*>(data_) + begin, end - begin, MADV_WILLNEED);
 }
 
+void MappedFile::Release(const uint8_t* first, uint64_t length) const {
+  if (length == 0 || !Contains(first, length)) return;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(first) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(first) + length + page - 1) / page * page;
+  // The mapping is whole pages, so the rounded range stays inside it.
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 void MappedFile::AdviseSequential() const {
   if (mapped_) ::madvise(const_cast<uint8_t*>(data_), size_, MADV_SEQUENTIAL);
 }

@@ -31,6 +31,14 @@ class MappedFile {
   // (MADV_WILLNEED / MADV_SEQUENTIAL). Errors are ignored: hints only.
   void AdviseWillNeed(uint64_t offset, uint64_t length) const;
   void AdviseSequential() const;
+  // Drops the pages holding [first, first + length) from this process (MADV_DONTNEED, rounded
+  // out to pages); a later read faults them in again from the file, so the bytes never change.
+  // No effect outside the mapping. For a caller that copied the bytes elsewhere.
+  void Release(const uint8_t* first, uint64_t length) const;
+  bool Contains(const uint8_t* first, uint64_t length) const {
+    return mapped_ && first >= data_ && length <= size_ &&
+           static_cast<uint64_t>(first - data_) <= size_ - length;
+  }
 
  private:
   MappedFile(std::string path, const uint8_t* data, size_t size, bool mapped)

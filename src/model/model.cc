@@ -345,6 +345,13 @@ absl::StatusOr<const TensorView*> Model::GetTensor(std::string_view name) const 
   return tensor;
 }
 
+void Model::ReleasePages(const void* first, uint64_t bytes) const {
+  const auto* p = static_cast<const uint8_t*>(first);
+  for (const auto& file : files_) {
+    if (file->Contains(p, bytes)) file->Release(p, bytes);
+  }
+}
+
 int64_t Model::ParameterCount() const {
   int64_t total = 0;
   for (const TensorView& tensor : tensors_) total += tensor.elements();

@@ -99,6 +99,11 @@ class Model {
   // NotFound naming the file and the tensor when absent.
   absl::StatusOr<const TensorView*> GetTensor(std::string_view name) const;
 
+  // Drops the pages of [first, first + bytes) (tensor bytes in one of the model's files) from
+  // this process; later reads fault them in again from the file (MappedFile::Release). No
+  // effect on bytes the model does not hold in a file mapping.
+  void ReleasePages(const void* first, uint64_t bytes) const;
+
   // Sum of the tensors' elements.
   int64_t ParameterCount() const;
   // Sum of the tensors' bytes.

@@ -50,7 +50,8 @@ struct LowPrecisionKernels {
   void (*q8_to_bf16)(const uint8_t* row, int64_t cols, uint16_t* out) = nullptr;
   // One row of `cols` floats -> Q8ActivationBytes(cols) bytes of Q8 activations.
   void (*quantize_q8)(const float* x, int64_t cols, uint8_t* out) = nullptr;
-  // `nrows` Q8_0 weight rows against n rows of Q8 activations (Q8ActivationBytes(cols) apart).
+  // `nrows` (a multiple of 16) rows of a Q8_0x16 matrix (weight_types.h), from the tile at
+  // `rows`, against n rows of Q8 activations (Q8ActivationBytes(cols) apart).
   void (*q8_dots)(const uint8_t* rows, int64_t row_bytes, int64_t nrows, int64_t cols,
                   const uint8_t* x, int64_t n, float* out, int64_t out_stride) = nullptr;
 };

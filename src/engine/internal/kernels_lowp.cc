@@ -141,243 +141,92 @@ TANDEM_VNNI void QuantizeQ8Row(const float* x, int64_t cols, uint8_t* out) {
   }
 }
 
-// The int8 kernel works on tiles of 16 weight rows, one row per 32-bit lane: per block, eight
-// vectors hold the rows' values 4 columns at a time (made unsigned, +128), so a vpdpbusd
-// against 4 activation bytes broadcast to every lane adds 64 products into the 16 rows' dot
-// sums, and the block's 8 vpdpbusd accumulate into one int32 vector, exactly. Only then does
+// The int8 kernel works on Q8_0x16 tiles (weight_types.h): 16 weight rows, one per 32-bit lane.
+// Per block, eight vectors hold the rows' values 4 columns at a time (already unsigned, +128), so
+// a vpdpbusd against 4 activation bytes broadcast to every lane adds 64 products into the 16
+// rows' dot sums, and the block's 8 vpdpbusd accumulate into int32 sums, exactly. Only then does
 // the block's sum go to float, once per 16 rows: scaled by the activation's scale, then by the
-// rows' scales into the accumulator. The float work, which bounds a kernel that spreads a
-// block over many lanes, is an eighth of that.
-constexpr int kTileRows = 16;
-struct TileBlock {
-  __m512i values[8];  // values[g]: columns 4g .. 4g+3 of the 16 rows, 4 bytes per row
-  __m512 scales;      // the rows' scales
-};
-
-// The transpose of a block of 16 rows (8 x 4 bytes each) into TileBlock::values, in three
-// rounds of two-source permutes over 8 vectors; see TransposeIndices.
-struct TransposeIndices {
-  __m512i round1[2], round2[2], round3[2];
-};
-TANDEM_VNNI TransposeIndices MakeTransposeIndices() {
-  alignas(64) int32_t idx[6][16];
-  for (int q = 0; q < 16; ++q) {
-    for (int h = 0; h < 2; ++h) {
-      // Round 1: two vectors of rows (2 each, 8 columns) -> 4 rows x columns 4h .. 4h+3.
-      idx[h][q] = (q / 4 < 2 ? 0 : 16) + (q / 4 % 2) * 8 + 4 * h + q % 4;
-      // Round 2: two of those (rows 4m .. 4m+7) -> 8 rows x columns 2j, 2j+1 of the 4.
-      idx[2 + h][q] = (q / 2 < 4 ? 0 : 16) + (q / 2 % 4) * 4 + 2 * h + q % 2;
-      // Round 3: two of those (rows 0-7 and 8-15) -> 16 rows x one column e.
-      idx[4 + h][q] = (q < 8 ? 0 : 16) + (q % 8) * 2 + h;
-    }
-  }
-  TransposeIndices t;
-  for (int h = 0; h < 2; ++h) {
-    t.round1[h] = _mm512_load_si512(idx[h]);
-    t.round2[h] = _mm512_load_si512(idx[2 + h]);
-    t.round3[h] = _mm512_load_si512(idx[4 + h]);
-  }
-  return t;
-}
-
-// The 16 rows of a tile: their addresses, and their offsets from the first for gathers. Rows
-// past the end of the matrix repeat its last row; their lanes are not stored.
-struct TileRows {
-  const uint8_t* row[kTileRows];
-  __m512i offsets;
-};
-TANDEM_VNNI inline TileRows MakeTileRows(const uint8_t* first, int64_t row_bytes, int count) {
-  TileRows rows;
-  alignas(64) int32_t offsets[kTileRows];
-  for (int i = 0; i < kTileRows; ++i) {
-    offsets[i] = static_cast<int32_t>(std::min(i, count - 1) * row_bytes);
-    rows.row[i] = first + offsets[i];
-  }
-  rows.offsets = _mm512_load_si512(offsets);
-  return rows;
-}
-
-// Block b of rows 2k and 2k+1 in one vector (8 x 4 bytes each), as stored (signed).
-TANDEM_VNNI inline __m512i LoadRowPair(const TileRows& rows, int k, int64_t b) {
-  const int64_t offset = b * sizeof(BlockQ8_0) + 2;
-  return _mm512_inserti64x4(
-      _mm512_castsi256_si512(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows.row[2 * k] + offset))),
-      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows.row[2 * k + 1] + offset)), 1);
-}
-
-// The scales of block b of the 16 rows: one gather of the 4 bytes at each block's start, whose
-// low half is the F16 scale.
-TANDEM_VNNI inline __m512 LoadTileScales(const TileRows& rows, int64_t b) {
-  const __m512i words =
-      _mm512_i32gather_epi32(rows.offsets, rows.row[0] + b * sizeof(BlockQ8_0), 1);
-  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(words));
-}
-
-// Block b of the tile's rows into `out`.
-TANDEM_VNNI inline void PrepareTileBlock(const TileRows& rows, int64_t b,
-                                         const TransposeIndices& ix, TileBlock* out) {
-  __m512i z[8];
-  for (int k = 0; k < 8; ++k) z[k] = LoadRowPair(rows, k, b);
-  // z[k]: rows 2k, 2k+1 (8 columns-of-4 each) -> a[m][h]: rows 4m .. 4m+3, groups 4h .. 4h+3.
-  __m512i a[4][2], c[2][2][2];
-  for (int m = 0; m < 4; ++m) {
-    for (int h = 0; h < 2; ++h)
-      a[m][h] = _mm512_permutex2var_epi32(z[2 * m], ix.round1[h], z[2 * m + 1]);
-  }
-  // -> c[m'][h][j]: rows 8m' .. 8m'+7, groups 4h+2j, 4h+2j+1.
-  for (int m = 0; m < 2; ++m) {
-    for (int h = 0; h < 2; ++h) {
-      for (int j = 0; j < 2; ++j)
-        c[m][h][j] = _mm512_permutex2var_epi32(a[2 * m][h], ix.round2[j], a[2 * m + 1][h]);
-    }
-  }
-  // -> values[4h + 2j + e]: all 16 rows, one group.
-  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  for (int h = 0; h < 2; ++h) {
-    for (int j = 0; j < 2; ++j) {
-      for (int e = 0; e < 2; ++e) {
-        out->values[4 * h + 2 * j + e] =
-            _mm512_xor_si512(_mm512_permutex2var_epi32(c[0][h][j], ix.round3[e], c[1][h][j]), flip);
-      }
-    }
-  }
-  out->scales = LoadTileScales(rows, b);
-}
-
-// The tile's rows against a single activation row without the transpose, for memory-bound
-// decode: per block, each pair of rows' dot lanes (row layout) is summed down to one lane per row
-// with the transpose's permutes (the same lane order, half as many permutes, nothing stored),
-// exact in int32; from there the float steps are Q8Tile's, so the results are bit-identical.
-// Lanes of two vectors added in pairs, one permute per half (index[0] and index[1]).
-TANDEM_VNNI inline __m512i PairSums(__m512i lo, __m512i hi, const __m512i* index) {
-  return _mm512_add_epi32(_mm512_permutex2var_epi32(lo, index[0], hi),
-                          _mm512_permutex2var_epi32(lo, index[1], hi));
-}
-
-template <typename Prefetch>
-TANDEM_VNNI void Q8TileOneInput(const TileRows& rows, int64_t blocks, const TransposeIndices& ix,
-                                const uint8_t* x, int64_t padded, float* out, __mmask16 mask,
-                                const Prefetch& prefetch) {
-  const float* scales = reinterpret_cast<const float*>(x + padded);
-  const int32_t* corrections = reinterpret_cast<const int32_t*>(scales + padded / 32);
-  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t b = 0; b < blocks; ++b) {
-    prefetch(b);
-    const __m512i input =
-        _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + b * 32)));
-    __m512i d[8];
-    for (int k = 0; k < 8; ++k) {
-      d[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                 _mm512_xor_si512(LoadRowPair(rows, k, b), flip), input);
-    }
-    __m512i e[4], f[2];
-    for (int m = 0; m < 4; ++m) e[m] = PairSums(d[2 * m], d[2 * m + 1], ix.round1);
-    for (int m = 0; m < 2; ++m) f[m] = PairSums(e[2 * m], e[2 * m + 1], ix.round2);
-    const __m512i sums =
-        _mm512_add_epi32(PairSums(f[0], f[1], ix.round3), _mm512_set1_epi32(corrections[b]));
-    acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sums), _mm512_set1_ps(scales[b])),
-                          LoadTileScales(rows, b), acc);
-  }
-  _mm512_mask_storeu_ps(out, mask, acc);
-}
-
-// The 16 rows' results for T activation rows: out[t * os + r] for the first `rows` rows. An
-// output's arithmetic (its block sums exact in int32, then per block: to float, times the
-// activation scale, fused multiply-add of the weight scale into one float accumulator, blocks in
-// order) depends only on its weight row and its activation row, never on T, the batch or its
-// lane, so results are the same alone or batched.
+// rows' scales into the accumulator. The float work, which bounds a kernel that spreads a block
+// over many lanes, is an eighth of that; the packed layout makes every load a whole vector of
+// consecutive bytes, so a tile streams from memory in order.
+//
+// The 16 rows' results for T activation rows: out[t * os + r]. An output's arithmetic (its
+// block sums exact in int32, then per block: to float, times the activation scale, fused
+// multiply-add of the weight scale into one float accumulator, blocks in order) depends only on
+// its weight row and its activation row, never on T, the batch or its lane, so results are the
+// same alone or batched.
 template <int T>
-TANDEM_VNNI void Q8Tile(const TileBlock* tile, int64_t blocks, const uint8_t* x, int64_t xs,
-                        int64_t padded, float* out, int64_t os, __mmask16 rows) {
+TANDEM_VNNI void Q8Tile(const uint8_t* tile, int64_t blocks, const uint8_t* x, int64_t xs,
+                        int64_t padded, float* out, int64_t os) {
   __m512 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
-    const TileBlock& w = tile[b];
-    __m512i sums[T];
+    const Q8TileBlockOffsets at = Q8TileBlockAt(b, blocks);
+    const uint8_t* values = tile + at.values;
+    // With one input, two sums (even and odd groups) so each chain is four vpdpbusd long; with
+    // more, the inputs' chains are independent already and one sum each keeps the registers
+    // free. int32 addition is exact, so the split changes no result.
+    constexpr int kChains = T == 1 ? 2 : 1;
+    __m512i sums[kChains][T];
     for (int t = 0; t < T; ++t) {
       const int32_t* corrections =
           reinterpret_cast<const int32_t*>(x + t * xs + padded) + padded / 32;
-      sums[t] = _mm512_set1_epi32(corrections[b]);
+      sums[0][t] = _mm512_set1_epi32(corrections[b]);
+      if constexpr (kChains == 2) sums[1][t] = _mm512_setzero_si512();
     }
     for (int g = 0; g < 8; ++g) {
+      const __m512i w = _mm512_loadu_si512(values + 64 * g);
       for (int t = 0; t < T; ++t) {
         int32_t four;
         std::memcpy(&four, x + t * xs + b * 32 + 4 * g, 4);
-        sums[t] = _mm512_dpbusd_epi32(sums[t], w.values[g], _mm512_set1_epi32(four));
+        sums[g % kChains][t] =
+            _mm512_dpbusd_epi32(sums[g % kChains][t], w, _mm512_set1_epi32(four));
       }
     }
+    const __m512 scales =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + at.scales)));
     for (int t = 0; t < T; ++t) {
       const float scale = reinterpret_cast<const float*>(x + t * xs + padded)[b];
-      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sums[t]), _mm512_set1_ps(scale)),
-                               w.scales, acc[t]);
+      __m512i sum = sums[0][t];
+      if constexpr (kChains == 2) sum = _mm512_add_epi32(sum, sums[1][t]);
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(scale)),
+                               scales, acc[t]);
     }
   }
-  for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(out + t * os, rows, acc[t]);
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + t * os, acc[t]);
 }
 
 // Activation rows per tile call: 8 dot sums and 8 accumulators stay in registers beside the
-// block's 8 weight vectors.
+// block's weight vectors.
 constexpr int kTileInputs = 8;
 
 // The last n < kTileInputs activation rows: Q8Tile<n>, picked at run time.
 template <int T>
-TANDEM_VNNI void Q8TileRest(int64_t n, const TileBlock* tile, int64_t blocks, const uint8_t* x,
-                            int64_t xs, int64_t padded, float* out, int64_t os, __mmask16 rows) {
-  if (n == T) return Q8Tile<T>(tile, blocks, x, xs, padded, out, os, rows);
-  if constexpr (T > 1) Q8TileRest<T - 1>(n, tile, blocks, x, xs, padded, out, os, rows);
+TANDEM_VNNI void Q8TileRest(int64_t n, const uint8_t* tile, int64_t blocks, const uint8_t* x,
+                            int64_t xs, int64_t padded, float* out, int64_t os) {
+  if (n == T) return Q8Tile<T>(tile, blocks, x, xs, padded, out, os);
+  if constexpr (T > 1) Q8TileRest<T - 1>(n, tile, blocks, x, xs, padded, out, os);
 }
 
-TANDEM_VNNI void Q8TileAllInputs(const TileBlock* tile, int64_t blocks, const uint8_t* x,
-                                 int64_t xs, int64_t padded, int64_t n, float* out, int64_t os,
-                                 __mmask16 rows) {
-  int64_t t = 0;
-  for (; t + kTileInputs <= n; t += kTileInputs)
-    Q8Tile<kTileInputs>(tile, blocks, x + t * xs, xs, padded, out + t * os, os, rows);
-  Q8TileRest<kTileInputs - 1>(n - t, tile, blocks, x + t * xs, xs, padded, out + t * os, os, rows);
-}
-
-// Every batch size takes the same path: tiles of 16 rows are transposed once into a
-// thread-local buffer (L1/L2) and then serve every activation row. A tile is one contiguous
-// stretch of the matrix, and while it is transposed the next one is prefetched block by block,
-// so memory-bound single-token decode streams the weights in order.
+// `nrows` (a multiple of 16) rows of a Q8_0x16 matrix from its tile at `rows`, against n
+// activation rows. A tile's bytes stay in L1/L2 while every group of kTileInputs activation rows
+// passes over them. With one activation row the kernel is bound by memory and reads the matrix
+// in order, which the hardware prefetcher follows (prefetching the next tile by hand as well
+// was slower: 21-22 against 25-28 GB/s per product from memory on one thread); only a call's
+// first tile is requested at once, as the prefetcher has not yet seen the stream.
 TANDEM_VNNI void Q8RowDots(const uint8_t* rows, int64_t row_bytes, int64_t nrows, int64_t cols,
                            const uint8_t* x, int64_t n, float* out, int64_t os) {
-  static const TransposeIndices indices = MakeTransposeIndices();
   const int64_t xs = Q8ActivationBytes(cols);
   const int64_t padded = Q8PaddedCols(cols);
   const int64_t blocks = cols / 32;
-  // Raw bytes, aligned by hand: std::vector does not honour TileBlock's 64-byte alignment.
-  thread_local std::vector<uint8_t> tile_bytes;
-  tile_bytes.resize(blocks * sizeof(TileBlock) + 64);
-  auto* tile = reinterpret_cast<TileBlock*>((reinterpret_cast<uintptr_t>(tile_bytes.data()) + 63) &
-                                            ~uintptr_t{63});
-  const int64_t tile_bytes_in_matrix = kTileRows * row_bytes;
-  const int64_t prefetch_per_block = (tile_bytes_in_matrix + 64 * blocks - 1) / (64 * blocks) * 64;
-  // The first tile is requested all at once: each block of it touches 16 rows, so without this
-  // a call (and each thread's share of a product) would start with one block's worth of cache
-  // misses at a time, which costs as much as streaming several tiles on a small matrix.
-  PrefetchRange(rows, std::min<int64_t>(nrows, kTileRows) * row_bytes);
-  for (int64_t r = 0; r < nrows; r += kTileRows) {
-    const int count = static_cast<int>(std::min<int64_t>(kTileRows, nrows - r));
-    const TileRows tile_rows = MakeTileRows(rows + r * row_bytes, row_bytes, count);
-    const auto mask = static_cast<__mmask16>((1u << count) - 1);
-    // The tile after this one (the rows after this call's are the next call's).
-    const uint8_t* next = rows + (r + kTileRows) * row_bytes;
-    const auto prefetch = [&](int64_t b) {
-      for (int64_t i = 0; i < prefetch_per_block; i += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(next + b * prefetch_per_block + i), _MM_HINT_T0);
-    };
-    if (n == 1) {
-      Q8TileOneInput(tile_rows, blocks, indices, x, padded, out + r, mask, prefetch);
-      continue;
-    }
-    for (int64_t b = 0; b < blocks; ++b) {
-      prefetch(b);
-      PrepareTileBlock(tile_rows, b, indices, &tile[b]);
-    }
-    Q8TileAllInputs(tile, blocks, x, xs, padded, n, out + r, os, mask);
+  const int64_t tile_bytes = kQ8TileRows * row_bytes;
+  PrefetchRange(rows, std::min<int64_t>(nrows, kQ8TileRows) * row_bytes);
+  for (int64_t r = 0; r < nrows; r += kQ8TileRows) {
+    const uint8_t* tile = rows + r / kQ8TileRows * tile_bytes;
+    int64_t t = 0;
+    for (; t + kTileInputs <= n; t += kTileInputs)
+      Q8Tile<kTileInputs>(tile, blocks, x + t * xs, xs, padded, out + t * os + r, os);
+    Q8TileRest<kTileInputs - 1>(n - t, tile, blocks, x + t * xs, xs, padded, out + t * os + r, os);
   }
 }
 
