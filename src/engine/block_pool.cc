@@ -77,6 +77,7 @@ absl::StatusOr<std::unique_ptr<BlockPool>> BlockPool::Create(const BlockPoolOpti
       return absl::ResourceExhaustedError(
           absl::StrCat("cannot allocate ", bytes, " bytes for the KV cache"));
     }
+    if (options.prefault) std::memset(storage, 0, bytes);
   }
   return std::unique_ptr<BlockPool>(new BlockPool(options, num_blocks, storage, owned));
 }

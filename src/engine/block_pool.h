@@ -100,6 +100,12 @@ struct BlockPoolOptions {
   bool enable_prefix_cache = true;
   // Events kept for EventsAfter().
   int64_t event_history = 1 << 16;
+  // Writes the pool's own storage once at creation, so the whole budget is resident from the
+  // start: no step stalls on first-use page faults (4 % of a 32-sequence step before), and a
+  // machine that lacks the memory fails at start-up rather than while serving (as llama.cpp
+  // clears its KV buffer and vLLM allocates its KV tensors up front). Caller-provided memory is
+  // left as it is.
+  bool prefault = true;
 };
 
 struct KvEvent {

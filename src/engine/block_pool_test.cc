@@ -1,5 +1,8 @@
 #include "engine/block_pool.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <vector>
 
@@ -57,6 +60,37 @@ TEST(BlockPoolTest, BudgetDecidesBlockCount) {
   EXPECT_FALSE(BlockPool::Create({.layout = SmallLayout()}).ok());
   auto by_fraction = BlockPool::Create({.layout = SmallLayout(), .budget_fraction = 1e-6});
   EXPECT_TRUE(by_fraction.ok()) << by_fraction.status();
+}
+
+// Pages of [first, first + bytes) resident in this process.
+int64_t ResidentPages(const uint8_t* first, int64_t bytes) {
+  const int64_t page = sysconf(_SC_PAGESIZE);
+  const auto begin = reinterpret_cast<uintptr_t>(first) / page * page;
+  const int64_t pages = (reinterpret_cast<uintptr_t>(first) + bytes - begin + page - 1) / page;
+  std::vector<unsigned char> resident(pages);
+  EXPECT_EQ(mincore(reinterpret_cast<void*>(begin), pages * page, resident.data()), 0);
+  int64_t count = 0;
+  for (unsigned char r : resident) count += r & 1;
+  return count;
+}
+
+// The pool's storage is resident once created (no first-use page faults while serving); with
+// prefault off it is not written (whether its pages happen to be resident then depends on the
+// allocator); caller-provided memory is never written.
+TEST(BlockPoolTest, PrefaultMakesTheWholeBudgetResident) {
+  const int64_t page = sysconf(_SC_PAGESIZE);
+  auto pool = BlockPool::Create({.layout = SmallLayout(), .budget_bytes = 16 << 20});
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  EXPECT_GE(ResidentPages((*pool)->Keys(0, 0, 0), (*pool)->storage_bytes()),
+            (*pool)->storage_bytes() / page);
+  auto lazy =
+      BlockPool::Create({.layout = SmallLayout(), .budget_bytes = 16 << 20, .prefault = false});
+  ASSERT_TRUE(lazy.ok()) << lazy.status();
+  std::vector<uint8_t> memory(64 * 512, 0xab);
+  auto caller = BlockPool::Create(
+      {.layout = SmallLayout(), .memory = memory.data(), .memory_bytes = 64 * 512});
+  ASSERT_TRUE(caller.ok()) << caller.status();
+  EXPECT_EQ(memory[100], 0xab);
 }
 
 TEST(BlockPoolTest, AllocateReleaseAndExhaustion) {
