@@ -1,6 +1,7 @@
 #include "engine/kernels.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -310,6 +311,29 @@ TEST(ThreadPoolTest, CoversEveryIndexOnce) {
     });
   }
   for (int h : hits) ASSERT_EQ(h, 20);
+}
+
+// Jobs of different sizes back to back: every index runs once, and ParallelFor returns only
+// after every body has finished. A worker that had seen the previous job fully claimed once
+// read the next job's size and body before that job was published and claimed a chunk of it
+// under the old job's generation: indices ran twice and the caller returned while the body ran.
+TEST(ThreadPoolTest, ReturnsOnlyAfterEveryChunkOfEveryJob) {
+  ThreadPool pool(3);
+  std::atomic<int> active{0};
+  std::vector<std::atomic<int>> hits(64);
+  bool ok = true;
+  for (int round = 0; round < 100000 && ok; ++round) {
+    const int64_t count = round % 2 == 0 ? 2 + round % 5 : 64;
+    for (int64_t i = 0; i < count; ++i) hits[i].store(0, std::memory_order_relaxed);
+    pool.ParallelFor(count, 1, [&](int64_t begin, int64_t end) {
+      active.fetch_add(1);
+      for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1);
+      active.fetch_sub(1);
+    });
+    ok = active.load() == 0;
+    for (int64_t i = 0; i < count && ok; ++i) ok = hits[i].load() == 1;
+    ASSERT_TRUE(ok) << "round " << round << " count " << count;
+  }
 }
 
 TEST(CpuFeaturesTest, ListsScalarLast) {

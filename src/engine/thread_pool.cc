@@ -48,9 +48,10 @@ void ThreadPool::RunChunks(uint32_t generation) {
   uint64_t job = job_.load(std::memory_order_acquire);
   while (GenerationOf(job) == generation) {
     const int64_t begin = static_cast<int64_t>(job & 0xffffffffu);
-    const int64_t count = count_.load(std::memory_order_relaxed);
-    const int64_t grain = chunk_.load(std::memory_order_relaxed);
-    const auto* body = body_.load(std::memory_order_relaxed);
+    const JobSlot& slot = slots_[generation & 1];
+    const int64_t count = slot.count.load(std::memory_order_relaxed);
+    const int64_t grain = slot.chunk.load(std::memory_order_relaxed);
+    const auto* body = slot.body.load(std::memory_order_relaxed);
     if (begin >= count) return;
     // Guided chunks: a share of what is left, never below the grain. Large chunks first keep
     // the claims few; small ones last mean a thread the OS deschedules mid-chunk (the machine
@@ -102,12 +103,14 @@ void ThreadPool::ParallelFor(int64_t count, int64_t grain,
     body(0, count);
     return;
   }
-  count_.store(count, std::memory_order_relaxed);
-  chunk_.store(grain, std::memory_order_relaxed);
-  body_.store(&body, std::memory_order_relaxed);
+  // Generation 0 means "no job yet" to a fresh worker; on wrap-around the next is 2, so that
+  // consecutive jobs always alternate between the two slots.
+  if (++generation_ == 0) generation_ = 2;
+  JobSlot& slot = slots_[generation_ & 1];
+  slot.count.store(count, std::memory_order_relaxed);
+  slot.chunk.store(grain, std::memory_order_relaxed);
+  slot.body.store(&body, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
-  // Generation 0 means "no job yet" to a fresh worker; skip it on wrap-around.
-  if (++generation_ == 0) ++generation_;
   {
     // Publishing under the mutex orders it against a worker that is about to sleep.
     std::lock_guard<std::mutex> lock(mutex_);

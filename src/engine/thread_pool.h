@@ -45,10 +45,18 @@ class ThreadPool {
   // caller waits for `done_` (indices completed), not for the workers to check in, so a worker
   // the OS has descheduled does not hold up the step.
   std::atomic<uint64_t> job_{0};
-  std::atomic<int64_t> count_{0};
-  std::atomic<int64_t> chunk_{1};  // the grain
+  // A job's size, grain and body, in the slot of its generation's parity: the caller fills the
+  // next job's slot while `job_` still shows the last job (fully claimed), and a worker that
+  // reads that state must see the last job's size (nothing left to claim), not the next one's,
+  // or its claim would succeed against the old generation and run the next job's body
+  // unaccounted.
+  struct JobSlot {
+    std::atomic<int64_t> count{0};
+    std::atomic<int64_t> chunk{1};  // the grain
+    std::atomic<const std::function<void(int64_t, int64_t)>*> body{nullptr};
+  };
+  JobSlot slots_[2];
   int64_t threads_ = 1;
-  std::atomic<const std::function<void(int64_t, int64_t)>*> body_{nullptr};
   std::atomic<int64_t> done_{0};
   uint32_t generation_ = 0;  // caller side
 
