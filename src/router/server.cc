@@ -217,7 +217,11 @@ class RouterServer::Impl {
                    const std::string& outcome, int64_t retry_after = 0);
   void CancelRequest(const std::shared_ptr<Request>& request);
   void CompleteRequest(const std::shared_ptr<Request>& request);
-  void ReleaseRequest(const std::shared_ptr<Request>& request, const std::string& outcome);
+  // Ends the request: its accounting (admission, the outcome counter, e2e), then `reply` (the
+  // last bytes to the client), then lets the exchange go. The accounting comes first so that a
+  // client that reads /metrics right after its answer finds the request counted.
+  void ReleaseRequest(const std::shared_ptr<Request>& request, const std::string& outcome,
+                      const std::function<void()>& reply);
   void EnsureStreamStarted(const std::shared_ptr<Request>& request);
 
   void Housekeeping();
@@ -1038,20 +1042,21 @@ void RouterServer::Impl::CompleteRequest(const std::shared_ptr<Request>& request
     choices.push_back(std::move(choice));
   }
   metrics_->cached_prompt_tokens.Increment(static_cast<double>(usage.cached_tokens));
-  if (request->api.stream) {
-    EnsureStreamStarted(request);
-    if (request->api.include_usage) {
-      request->sse->Send(FormatUsageChunk(request->api, request->meta, usage));
+  if (request->api.stream) EnsureStreamStarted(request);
+  ReleaseRequest(request, "ok", [&] {
+    if (request->api.stream) {
+      if (request->api.include_usage) {
+        request->sse->Send(FormatUsageChunk(request->api, request->meta, usage));
+      }
+      request->sse->Send("[DONE]");
+      request->sse->Close();
+    } else {
+      net::HttpResponse response;
+      response.body = FormatResponse(request->api, request->meta, choices, usage);
+      response.headers.emplace_back("x-request-id", request->request_id);
+      request->exchange->Reply(std::move(response));
     }
-    request->sse->Send("[DONE]");
-    request->sse->Close();
-  } else {
-    net::HttpResponse response;
-    response.body = FormatResponse(request->api, request->meta, choices, usage);
-    response.headers.emplace_back("x-request-id", request->request_id);
-    request->exchange->Reply(std::move(response));
-  }
-  ReleaseRequest(request, "ok");
+  });
 }
 
 void RouterServer::Impl::FailRequest(const std::shared_ptr<Request>& request, const ApiError& error,
@@ -1060,14 +1065,15 @@ void RouterServer::Impl::FailRequest(const std::shared_ptr<Request>& request, co
   for (Sequence& seq : request->sequences) {
     if (!seq.done) EndAttempt(seq, /*cancel_stream=*/true);
   }
-  if (request->sse != nullptr) {
-    // Headers went out already: the error travels as an event (the SDKs raise it).
-    request->sse->Send(FormatError(error));
-    request->sse->Close();
-  } else {
-    ReplyApiError(*request->exchange, error, request->request_id, retry_after);
-  }
-  ReleaseRequest(request, outcome);
+  ReleaseRequest(request, outcome, [&] {
+    if (request->sse != nullptr) {
+      // Headers went out already: the error travels as an event (the SDKs raise it).
+      request->sse->Send(FormatError(error));
+      request->sse->Close();
+    } else {
+      ReplyApiError(*request->exchange, error, request->request_id, retry_after);
+    }
+  });
 }
 
 void RouterServer::Impl::CancelRequest(const std::shared_ptr<Request>& request) {
@@ -1075,12 +1081,14 @@ void RouterServer::Impl::CancelRequest(const std::shared_ptr<Request>& request) 
   for (Sequence& seq : request->sequences) {
     if (!seq.done) EndAttempt(seq, /*cancel_stream=*/true);
   }
-  if (request->sse != nullptr) request->sse->Close();
-  ReleaseRequest(request, "cancelled");
+  ReleaseRequest(request, "cancelled", [&] {
+    if (request->sse != nullptr) request->sse->Close();
+  });
 }
 
 void RouterServer::Impl::ReleaseRequest(const std::shared_ptr<Request>& request,
-                                        const std::string& outcome) {
+                                        const std::string& outcome,
+                                        const std::function<void()>& reply) {
   if (request->finished) return;
   request->finished = true;
   if (request->queued) {
@@ -1092,6 +1100,7 @@ void RouterServer::Impl::ReleaseRequest(const std::shared_ptr<Request>& request,
   metrics_->active_requests.Sub(1);
   metrics_->requests.Get(request->endpoint, outcome).Increment();
   metrics_->e2e.Observe(SecondsSince(request->arrival));
+  reply();
   // Nothing the request holds refers back to it any more once the exchange is let go.
   request->sse = nullptr;
   request->exchange = nullptr;
