@@ -65,7 +65,8 @@ absl::StatusOr<LatencyProfile> MeasureLatencyProfile(const EngineModel& model,
   if (options.repeats < 1) return absl::InvalidArgumentError("repeats must be at least 1");
   const TransformerConfig& config = model.config;
   ThreadPool pool(options.threads);
-  TANDEM_ASSIGN_OR_RETURN(auto transformer, Transformer::Create(config, model.weights, &pool));
+  TANDEM_ASSIGN_OR_RETURN(auto transformer, Transformer::Create(config, model.weights, &pool,
+                                                                model.release_weight_pages));
   const int bs = options.block_size;
   const int64_t context = config.max_context;
 
