@@ -82,7 +82,12 @@ int Run(int argc, char** argv) {
   std::vector<PackedWeights> packed;
   std::vector<WeightMatrix> packed_matrices;
   for (const WeightMatrix& m : matrices) {
-    packed.push_back(PackWeights(pool, m));
+    auto one = PackWeights(pool, m);
+    if (!one.ok()) {
+      std::fprintf(stderr, "matmul_bench: %s\n", one.status().ToString().c_str());
+      return 1;
+    }
+    packed.push_back(std::move(one).value());
     packed_matrices.push_back(packed.back().matrix);
   }
   struct Path {

@@ -6,9 +6,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <new>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "engine/cpu_features.h"
 #include "engine/internal/kernels_isa.h"
 
@@ -329,15 +329,19 @@ bool WantsPacking(const WeightMatrix& w) {
          LowPrecision().q8_dots != nullptr;
 }
 
-PackedWeights PackWeights(ThreadPool& pool, const WeightMatrix& w,
-                          const std::function<void(const uint8_t*, int64_t)>& consumed) {
+absl::StatusOr<PackedWeights> PackWeights(
+    ThreadPool& pool, const WeightMatrix& w,
+    const std::function<void(const uint8_t*, int64_t)>& consumed) {
   PackedWeights packed;
   packed.matrix = w;
   if (!WantsPacking(w)) return packed;
   const int64_t bytes = w.bytes();
   // aligned_alloc wants a multiple of the alignment.
   auto* out = static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
-  if (out == nullptr) throw std::bad_alloc();
+  if (out == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", bytes, " bytes to pack a ",
+                                                     w.rows, " x ", w.cols, " Q8_0 matrix"));
+  }
   packed.storage.reset(out);
   const int64_t tile_bytes = kQ8TileRows * w.row_bytes();
   const int64_t tiles = w.rows / kQ8TileRows;

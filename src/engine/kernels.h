@@ -29,6 +29,7 @@
 #include <memory>
 #include <span>
 
+#include "absl/status/statusor.h"
 #include "engine/thread_pool.h"
 #include "engine/weight_types.h"
 
@@ -71,8 +72,8 @@ bool WantsPacking(const WeightMatrix& w);
 // Packs `w` on the pool's threads (or returns its view when !WantsPacking). `consumed(first,
 // bytes)`, when set, is called on the calling thread for each stretch (a few MiB) of w's bytes
 // once it is packed, so a caller can drop the source's pages as it goes instead of holding both
-// copies of a large matrix.
-PackedWeights PackWeights(
+// copies of a large matrix. ResourceExhausted when the packed copy cannot be allocated.
+absl::StatusOr<PackedWeights> PackWeights(
     ThreadPool& pool, const WeightMatrix& w,
     const std::function<void(const uint8_t* first, int64_t bytes)>& consumed = nullptr);
 

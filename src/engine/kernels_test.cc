@@ -478,9 +478,10 @@ TEST(KernelsTest, PackWeightsPacksWhatTheInt8KernelReads) {
   Matrix bf16 = MakeMatrix(WeightType::kBF16, 32, 64, random);
   for (const Matrix* m : {&odd, &bf16}) {
     EXPECT_FALSE(WantsPacking(m->view));
-    PackedWeights same = PackWeights(pool, m->view);
-    EXPECT_EQ(same.matrix.data, m->view.data);
-    EXPECT_EQ(same.storage, nullptr);
+    auto same = PackWeights(pool, m->view);
+    ASSERT_TRUE(same.ok()) << same.status();
+    EXPECT_EQ(same->matrix.data, m->view.data);
+    EXPECT_EQ(same->storage, nullptr);
   }
   // 4096 rows of 4096 columns: 70 MB in several stretches.
   Matrix big = MakeMatrix(WeightType::kQ8_0, 4096, 4096, random);
@@ -489,11 +490,13 @@ TEST(KernelsTest, PackWeightsPacksWhatTheInt8KernelReads) {
   if (!packs) GTEST_SKIP() << "no int8 kernel here";
   const uint8_t* next = big.view.row(0);
   int stretches = 0;
-  PackedWeights packed = PackWeights(pool, big.view, [&](const uint8_t* first, int64_t bytes) {
+  auto packed_or = PackWeights(pool, big.view, [&](const uint8_t* first, int64_t bytes) {
     EXPECT_EQ(first, next);
     next = first + bytes;
     ++stretches;
   });
+  ASSERT_TRUE(packed_or.ok()) << packed_or.status();
+  const PackedWeights& packed = *packed_or;
   EXPECT_EQ(next, big.view.row(0) + big.view.bytes());
   EXPECT_GT(stretches, 1);
   EXPECT_EQ(packed.matrix.type, WeightType::kQ8_0x16);

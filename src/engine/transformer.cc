@@ -121,8 +121,8 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
       products.push_back(m);
   }
   for (WeightMatrix* m : products) {
-    if (!WantsPacking(*m)) continue;
-    PackedWeights packed = PackWeights(*pool, *m, release_source);
+    TANDEM_ASSIGN_OR_RETURN(PackedWeights packed, PackWeights(*pool, *m, release_source));
+    if (packed.storage == nullptr) continue;  // used as it is
     *m = packed.matrix;
     model->packed_.push_back(std::move(packed));
   }
