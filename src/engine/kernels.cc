@@ -102,21 +102,22 @@ void StagedRows(int64_t begin, int64_t end, int64_t n, float* out, int64_t out_s
 float DotF32(const float* a, const float* b, int64_t n) { return Kernels().dot(a, b, n); }
 void AxpyF32(float alpha, const float* x, float* y, int64_t n) { Kernels().axpy(alpha, x, y, n); }
 void ExpF32(float* x, int64_t n) { Kernels().exp(x, n); }
+void SoftmaxF32(float* x, int64_t n, float scale) { Kernels().softmax(x, n, scale); }
 void BlockScoresF32(const float* keys_t, int64_t stride, int64_t slots, const float* q,
-                    int64_t dims, float* scores) {
-  Kernels().block_scores(keys_t, stride, slots, q, dims, scores);
+                    int64_t heads, int64_t dims, float* scores, int64_t scores_stride) {
+  Kernels().block_scores(keys_t, stride, slots, q, heads, dims, scores, scores_stride);
 }
-void BlockAccumulateF32(const float* values, int64_t slots, const float* weights, int64_t dims,
-                        float* out) {
-  Kernels().block_accumulate(values, slots, weights, dims, out);
+void BlockAccumulateF32(const float* values, int64_t slots, const float* weights,
+                        int64_t weights_stride, int64_t heads, int64_t dims, float* out) {
+  Kernels().block_accumulate(values, slots, weights, weights_stride, heads, dims, out);
 }
 void BlockScoresBf16(const uint16_t* keys_t, int64_t stride, int64_t slots, const float* q,
-                     int64_t dims, float* scores) {
-  Kernels().block_scores_bf16(keys_t, stride, slots, q, dims, scores);
+                     int64_t heads, int64_t dims, float* scores, int64_t scores_stride) {
+  Kernels().block_scores_bf16(keys_t, stride, slots, q, heads, dims, scores, scores_stride);
 }
-void BlockAccumulateBf16(const uint16_t* values, int64_t slots, const float* weights, int64_t dims,
-                         float* out) {
-  Kernels().block_accumulate_bf16(values, slots, weights, dims, out);
+void BlockAccumulateBf16(const uint16_t* values, int64_t slots, const float* weights,
+                         int64_t weights_stride, int64_t heads, int64_t dims, float* out) {
+  Kernels().block_accumulate_bf16(values, slots, weights, weights_stride, heads, dims, out);
 }
 void SiluMulF32(float* gate, const float* up, int64_t n) { Kernels().silu_mul(gate, up, n); }
 float MaxF32(const float* x, int64_t n, bool* finite) { return Kernels().max(x, n, finite); }
@@ -204,7 +205,7 @@ const void* ConvertActivations(LowPrecisionKind kind, const float* x, int64_t n,
     const int64_t xs = internal::Q8ActivationBytes(cols);
     thread_local std::vector<uint8_t> quantized;
     quantized.resize(n * xs);
-    for (int64_t i = 0; i < n; ++i) k.quantize_q8(x + i * cols, cols, quantized.data() + i * xs);
+    k.quantize_q8(x, n, cols, quantized.data());
     return quantized.data();
   }
   thread_local std::vector<uint16_t> xb;
@@ -261,8 +262,17 @@ void LowPrecisionRows(LowPrecisionKind kind, const WeightMatrix& w, const void* 
 // Row chunks in multiples of 16 (the int8 kernel's tiles, which a chunk boundary would leave
 // partly empty; the BF16 kernel's 4-row tiles divide it), with enough work per chunk that the
 // hand-off cost stays small.
-int64_t LowPrecisionGrain(int64_t cols) {
-  return (std::max<int64_t>(16, 16384 / std::max<int64_t>(1, cols)) + 15) / 16 * 16;
+//
+// Int8 products of several inputs are bound by arithmetic, and the kernel then requests each
+// tile's successor while it works (kernels_lowp.cc); a chunk's first tile still comes from
+// memory on demand. Those chunks are larger: about four per thread.
+int64_t LowPrecisionGrain(LowPrecisionKind kind, int64_t rows, int64_t cols, int64_t n,
+                          int threads) {
+  int64_t grain = std::max<int64_t>(16, 16384 / std::max<int64_t>(1, cols));
+  if (kind == LowPrecisionKind::kQ8Int8 && n >= 4) {
+    grain = std::max<int64_t>(grain, rows / (4 * std::max(1, threads)));
+  }
+  return (grain + 15) / 16 * 16;
 }
 
 }  // namespace
@@ -275,7 +285,8 @@ void MatMulLowPrecision(ThreadPool& pool, const WeightMatrix& w, const float* x,
     return;
   }
   const void* activations = ConvertActivations(kind, x, n, w.cols);
-  pool.ParallelFor(w.rows, LowPrecisionGrain(w.cols), [&](int64_t begin, int64_t end) {
+  const int64_t grain = LowPrecisionGrain(kind, w.rows, w.cols, n, pool.num_threads());
+  pool.ParallelFor(w.rows, grain, [&](int64_t begin, int64_t end) {
     LowPrecisionRows(kind, w, activations, n, begin, end, out);
   });
 }
@@ -296,7 +307,8 @@ void MatMulShared(ThreadPool& pool, std::span<const WeightMatrix* const> w, cons
   }
   // The matrices' rows as one range: one hand-off to the pool and one conversion of x for all.
   const void* activations = ConvertActivations(kind, x, n, w[0]->cols);
-  pool.ParallelFor(total, LowPrecisionGrain(w[0]->cols), [&](int64_t begin, int64_t end) {
+  const int64_t grain = LowPrecisionGrain(kind, total, w[0]->cols, n, pool.num_threads());
+  pool.ParallelFor(total, grain, [&](int64_t begin, int64_t end) {
     int64_t first = 0;
     for (size_t i = 0; i < w.size() && first < end; first += w[i]->rows, ++i) {
       const int64_t from = std::max(begin, first), to = std::min(end, first + w[i]->rows);

@@ -86,20 +86,25 @@ void SgemmPeakProbe(int threads, int64_t m, int64_t n, int64_t k, const float* a
 float DotF32(const float* a, const float* b, int64_t n);
 // y += alpha * x on the best ISA path.
 void AxpyF32(float alpha, const float* x, float* y, int64_t n);
-// Attention over one KV block (docs/kv-layout.md): scores[j] = dot(q, key j) for keys stored
-// transposed ([dim][slot], `stride` slots per dim), and out += sum_j weights[j] * value j for
-// values stored [slot][dim].
+// Attention over one KV block (docs/kv-layout.md) for `heads` query heads that share its KV head
+// (a GQA group), each key and value read once for all of them. Keys stored transposed ([dim][slot],
+// `stride` slots per dim): scores[h * scores_stride + j] = dot(query h, key j), query h at
+// q + h * dims. Values stored [slot][dim]: out_h += sum_j weights[h * weights_stride + j] *
+// value j, out_h at out + h * dims. A head's result depends only on its own query (weights), the
+// block and the group size, never on the batch.
 void BlockScoresF32(const float* keys_t, int64_t stride, int64_t slots, const float* q,
-                    int64_t dims, float* scores);
-void BlockAccumulateF32(const float* values, int64_t slots, const float* weights, int64_t dims,
-                        float* out);
+                    int64_t heads, int64_t dims, float* scores, int64_t scores_stride);
+void BlockAccumulateF32(const float* values, int64_t slots, const float* weights,
+                        int64_t weights_stride, int64_t heads, int64_t dims, float* out);
 // The same over BF16 keys and values (a BF16 KV cache): each element is widened to F32 exactly
 // and the arithmetic is the F32 kernels', in the same order, so the result equals the F32
 // kernel's on the widened block.
 void BlockScoresBf16(const uint16_t* keys_t, int64_t stride, int64_t slots, const float* q,
-                     int64_t dims, float* scores);
-void BlockAccumulateBf16(const uint16_t* values, int64_t slots, const float* weights, int64_t dims,
-                         float* out);
+                     int64_t heads, int64_t dims, float* scores, int64_t scores_stride);
+void BlockAccumulateBf16(const uint16_t* values, int64_t slots, const float* weights,
+                         int64_t weights_stride, int64_t heads, int64_t dims, float* out);
+// x = softmax(scale * x) in place, for scale > 0 (attention weights from raw scores).
+void SoftmaxF32(float* x, int64_t n, float scale);
 // x[i] = e^x[i] (relative error below 2e-7).
 void ExpF32(float* x, int64_t n);
 // gate[i] = silu(gate[i]) * up[i], the SwiGLU activation.

@@ -201,50 +201,124 @@ TEST(KernelsTest, Bf16BlockKernelsMatchF32OnRoundedInputs) {
   SCOPED_TRACE(testing::Message() << "seed " << kSeed);
   Random random(kSeed);
   const std::vector<std::pair<std::string, internal::IsaKernels>> paths = IsaPaths();
-  // Block sizes below, at and above a vector; dims with and without the tails of the 8-chain
-  // and 4-vector loops.
+  // Block sizes below, at and above a vector; dims with and without the tails of the chain and
+  // 4-vector loops; query groups of every size the kernels special-case and past their 4 (2 for
+  // 8-float vectors) at a time.
   for (int64_t stride : {4, 16, 32}) {
     for (int64_t dims : {20, 64, 72, 128}) {
-      std::vector<float> keys = RandomFloats(dims * stride, random);
-      std::vector<float> values = RandomFloats(stride * dims, random);
-      std::vector<uint16_t> keys16(keys.size()), values16(values.size());
-      for (size_t i = 0; i < keys.size(); ++i) {
-        keys16[i] = F32ToBf16(keys[i]);
-        keys[i] = Bf16ToF32(keys16[i]);
-        values16[i] = F32ToBf16(values[i]);
-        values[i] = Bf16ToF32(values16[i]);
-      }
-      const std::vector<float> q = RandomFloats(dims, random);
-      const std::vector<float> weights = RandomFloats(stride, random);
-      const std::vector<float> start = RandomFloats(dims, random);
-      for (int64_t slots : {int64_t{1}, stride / 2 + 1, stride - 1, stride}) {
-        if (slots < 1 || slots > stride) continue;
-        std::vector<double> scores_ref(slots), out_ref(start.begin(), start.end());
-        for (int64_t j = 0; j < slots; ++j) {
-          for (int64_t d = 0; d < dims; ++d) {
-            scores_ref[j] += double(q[d]) * keys[d * stride + j];
-            out_ref[d] += double(weights[j]) * values[j * dims + d];
+      for (int64_t heads : {1, 2, 3, 4, 7}) {
+        std::vector<float> keys = RandomFloats(dims * stride, random);
+        std::vector<float> values = RandomFloats(stride * dims, random);
+        std::vector<uint16_t> keys16(keys.size()), values16(values.size());
+        for (size_t i = 0; i < keys.size(); ++i) {
+          keys16[i] = F32ToBf16(keys[i]);
+          keys[i] = Bf16ToF32(keys16[i]);
+          values16[i] = F32ToBf16(values[i]);
+          values[i] = Bf16ToF32(values16[i]);
+        }
+        const std::vector<float> q = RandomFloats(heads * dims, random);
+        // Rows of weights (and scores) a padded stride apart, as attention lays them out.
+        const int64_t wstride = stride + 3;
+        const std::vector<float> weights = RandomFloats(heads * wstride, random);
+        const std::vector<float> start = RandomFloats(heads * dims, random);
+        for (int64_t slots : {int64_t{1}, stride / 2 + 1, stride - 1, stride}) {
+          if (slots < 1 || slots > stride) continue;
+          std::vector<double> scores_ref(heads * wstride), out_ref(start.begin(), start.end());
+          for (int64_t h = 0; h < heads; ++h) {
+            for (int64_t j = 0; j < slots; ++j) {
+              for (int64_t d = 0; d < dims; ++d) {
+                scores_ref[h * wstride + j] += double(q[h * dims + d]) * keys[d * stride + j];
+                out_ref[h * dims + d] += double(weights[h * wstride + j]) * values[j * dims + d];
+              }
+            }
+          }
+          for (auto& [name, k] : paths) {
+            SCOPED_TRACE(testing::Message() << name << " stride " << stride << " dims " << dims
+                                            << " heads " << heads << " slots " << slots);
+            std::vector<float> scores(heads * wstride, -7.0f), scores16 = scores;
+            k.block_scores(keys.data(), stride, slots, q.data(), heads, dims, scores.data(),
+                           wstride);
+            k.block_scores_bf16(keys16.data(), stride, slots, q.data(), heads, dims,
+                                scores16.data(), wstride);
+            std::vector<float> out = start, out16 = start;
+            k.block_accumulate(values.data(), slots, weights.data(), wstride, heads, dims,
+                               out.data());
+            k.block_accumulate_bf16(values16.data(), slots, weights.data(), wstride, heads, dims,
+                                    out16.data());
+            for (int64_t h = 0; h < heads; ++h) {
+              for (int64_t j = 0; j < wstride; ++j) {
+                const int64_t i = h * wstride + j;
+                if (j >= slots) {  // past the block's slots: untouched
+                  ASSERT_EQ(scores[i], -7.0f);
+                  ASSERT_EQ(scores16[i], -7.0f);
+                  continue;
+                }
+                ASSERT_NEAR(scores16[i], scores[i], 1e-6 * (1 + std::fabs(scores[i])));
+                ASSERT_NEAR(scores16[i], scores_ref[i], 1e-4);
+              }
+            }
+            for (int64_t i = 0; i < heads * dims; ++i) {
+              ASSERT_NEAR(out16[i], out[i], 1e-6 * (1 + std::fabs(out[i])));
+              ASSERT_NEAR(out16[i], out_ref[i], 1e-4);
+            }
           }
         }
-        for (auto& [name, k] : paths) {
-          SCOPED_TRACE(testing::Message()
-                       << name << " stride " << stride << " dims " << dims << " slots " << slots);
-          std::vector<float> scores(slots), scores16(slots);
-          k.block_scores(keys.data(), stride, slots, q.data(), dims, scores.data());
-          k.block_scores_bf16(keys16.data(), stride, slots, q.data(), dims, scores16.data());
-          std::vector<float> out = start, out16 = start;
-          k.block_accumulate(values.data(), slots, weights.data(), dims, out.data());
-          k.block_accumulate_bf16(values16.data(), slots, weights.data(), dims, out16.data());
-          for (int64_t j = 0; j < slots; ++j) {
-            ASSERT_NEAR(scores16[j], scores[j], 1e-6 * (1 + std::fabs(scores[j])));
-            ASSERT_NEAR(scores16[j], scores_ref[j], 1e-4);
-          }
-          for (int64_t d = 0; d < dims; ++d) {
-            ASSERT_NEAR(out16[d], out[d], 1e-6 * (1 + std::fabs(out[d])));
-            ASSERT_NEAR(out16[d], out_ref[d], 1e-4);
-          }
-        }
       }
+    }
+  }
+}
+
+// A head's scores and output are the same whatever the size of the group it goes through a
+// block with: attention results depend on the model, never on how heads are grouped.
+TEST(KernelsTest, BlockKernelsGiveAHeadTheSameResultInAnyGroupPosition) {
+  Random random(kSeed + 7);
+  const int64_t stride = 16, dims = 64, heads = 4;
+  const std::vector<float> keys = RandomFloats(dims * stride, random);
+  const std::vector<float> values = RandomFloats(stride * dims, random);
+  const std::vector<float> q = RandomFloats(heads * dims, random);
+  const std::vector<float> weights = RandomFloats(heads * stride, random);
+  for (auto& [name, k] : IsaPaths()) {
+    SCOPED_TRACE(name);
+    std::vector<float> scores(heads * stride), out(heads * dims, 0.0f);
+    k.block_scores(keys.data(), stride, stride, q.data(), heads, dims, scores.data(), stride);
+    k.block_accumulate(values.data(), stride, weights.data(), stride, heads, dims, out.data());
+    for (int64_t h = 0; h < heads; ++h) {
+      for (int64_t j = 0; j < stride; ++j) {
+        double ref = 0;
+        for (int64_t d = 0; d < dims; ++d) ref += double(q[h * dims + d]) * keys[d * stride + j];
+        EXPECT_NEAR(scores[h * stride + j], ref, 1e-4) << "head " << h << " slot " << j;
+      }
+      for (int64_t d = 0; d < dims; ++d) {
+        double ref = 0;
+        for (int64_t j = 0; j < stride; ++j)
+          ref += double(weights[h * stride + j]) * values[j * dims + d];
+        EXPECT_NEAR(out[h * dims + d], ref, 1e-4) << "head " << h << " dim " << d;
+      }
+    }
+  }
+}
+
+TEST(KernelsTest, SoftmaxMatchesDoublePrecisionOnEveryPath) {
+  Random random(kSeed + 3);
+  for (int64_t n : {1, 5, 16, 17, 63, 64, 65, 200, 1000}) {
+    std::vector<float> x = RandomFloats(n, random);
+    for (float& v : x) v *= 30;  // scores well apart, so e^x spans many orders of magnitude
+    const float scale = 0.125f;
+    double top = -INFINITY;
+    for (float v : x) top = std::max(top, double(v) * scale);
+    std::vector<double> ref(n);
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += ref[i] = std::exp(double(x[i]) * scale - top);
+    for (auto& [name, k] : IsaPaths()) {
+      SCOPED_TRACE(testing::Message() << name << " n " << n);
+      std::vector<float> y = x;
+      k.softmax(y.data(), n, scale);
+      double total = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_NEAR(y[i], ref[i] / sum, 1e-6 * (1 + ref[i] / sum));
+        total += y[i];
+      }
+      EXPECT_NEAR(total, 1.0, 1e-5);
     }
   }
 }
@@ -429,7 +503,7 @@ TEST(KernelsTest, Q8Int8KernelMatchesTheReference) {
       std::vector<float> x = RandomFloats(n * cols, random);
       std::vector<double> expected = Reference(m.view, x, n);
       std::vector<uint8_t> quantized(n * xs);
-      for (int64_t i = 0; i < n; ++i) k.quantize_q8(x.data() + i * cols, cols, &quantized[i * xs]);
+      k.quantize_q8(x.data(), n, cols, quantized.data());
       std::vector<float> out(n * kRows), alone(n * kRows);
       k.q8_dots(m.view.row(0), m.view.row_bytes(), kRows, cols, quantized.data(), n, out.data(),
                 kRows);
@@ -438,9 +512,11 @@ TEST(KernelsTest, Q8Int8KernelMatchesTheReference) {
             << "cols=" << cols << " n=" << n;
       }
       // One tile and one input row at a time gives bit-identical results.
+      std::vector<uint8_t> one(xs);
       for (int64_t t = 0; t < n; ++t) {
+        k.quantize_q8(x.data() + t * cols, 1, cols, one.data());
         for (int64_t r = 0; r < kRows; r += kQ8TileRows) {
-          k.q8_dots(m.view.row(r), m.view.row_bytes(), kQ8TileRows, cols, &quantized[t * xs], 1,
+          k.q8_dots(m.view.row(r), m.view.row_bytes(), kQ8TileRows, cols, one.data(), 1,
                     &alone[t * kRows + r], kRows);
         }
       }

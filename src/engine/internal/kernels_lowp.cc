@@ -107,20 +107,22 @@ TANDEM_BF16 void Q8ToBf16Row(const uint8_t* row, int64_t cols, uint16_t* out) {
   }
 }
 
-// Q8 activations (Q8ActivationBytes per row, see kernels_isa.h): per block of 32, scale =
-// max|x| / 127 and values round(x / scale), and -128 x the sum of the block's values, which
-// cancels the +128 the kernel adds to the weights to make them unsigned for vpdpbusd. Blocks
-// past `cols` up to the 64-value padding are zero.
-TANDEM_VNNI void QuantizeQ8Row(const float* x, int64_t cols, uint8_t* out) {
-  const int64_t padded = Q8PaddedCols(cols);
-  int8_t* values = reinterpret_cast<int8_t*>(out);
-  float* scales = reinterpret_cast<float*>(out + padded);
-  int32_t* corrections = reinterpret_cast<int32_t*>(out + padded) + padded / 32;
-  for (int64_t b = 0; b < padded / 32; ++b) {
+// Q8 activations (kernels_isa.h): per block of 32, scale = max|x| / 127 and values
+// round(x / scale), and -128 x the sum of the block's values, which cancels the +128 the kernel
+// adds to the weights to make them unsigned for vpdpbusd. Row t of a group of T rows.
+TANDEM_VNNI void QuantizeQ8GroupRow(const float* x, int64_t cols, int64_t t, int64_t group_rows,
+                                    uint8_t* group) {
+  const int64_t padded_blocks = Q8PaddedCols(cols) / 32;
+  const int64_t block_bytes = group_rows * 40;
+  for (int64_t b = 0; b < padded_blocks; ++b) {
+    uint8_t* block = group + b * block_bytes;
+    int8_t* values = reinterpret_cast<int8_t*>(block + t * 32);
+    float* scale_out = reinterpret_cast<float*>(block + group_rows * 32) + t;
+    int32_t* correction = reinterpret_cast<int32_t*>(block + group_rows * 36) + t;
     if (b >= cols / 32) {
-      std::memset(values + b * 32, 0, 32);
-      scales[b] = 0;
-      corrections[b] = 0;
+      std::memset(values, 0, 32);
+      *scale_out = 0;
+      *correction = 0;
       continue;
     }
     const __m512 lo = _mm512_loadu_ps(x + b * 32), hi = _mm512_loadu_ps(x + b * 32 + 16);
@@ -129,15 +131,23 @@ TANDEM_VNNI void QuantizeQ8Row(const float* x, int64_t cols, uint8_t* out) {
     const __m512 inverse = _mm512_set1_ps(scale > 0 ? 1.0f / scale : 0.0f);
     const __m512i qlo = _mm512_cvtps_epi32(_mm512_mul_ps(lo, inverse));  // round to nearest
     const __m512i qhi = _mm512_cvtps_epi32(_mm512_mul_ps(hi, inverse));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(values + b * 32), _mm512_cvtsepi32_epi8(qlo));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(values + b * 32 + 16), _mm512_cvtsepi32_epi8(qhi));
-    scales[b] = scale;
-    corrections[b] =
-        -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(
-                   _mm512_cvtepi8_epi32(
-                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(values + b * 32))),
-                   _mm512_cvtepi8_epi32(
-                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(values + b * 32 + 16)))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(values), _mm512_cvtsepi32_epi8(qlo));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(values + 16), _mm512_cvtsepi32_epi8(qhi));
+    *scale_out = scale;
+    *correction =
+        -128 *
+        _mm512_reduce_add_epi32(_mm512_add_epi32(
+            _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(values))),
+            _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(values + 16)))));
+  }
+}
+
+TANDEM_VNNI void QuantizeQ8Rows(const float* x, int64_t n, int64_t cols, uint8_t* out) {
+  const int64_t xs = Q8ActivationBytes(cols);
+  for (int64_t first = 0; first < n; first += kQ8Group) {
+    const int64_t rows = std::min(kQ8Group, n - first);
+    for (int64_t t = 0; t < rows; ++t)
+      QuantizeQ8GroupRow(x + (first + t) * cols, cols, t, rows, out + first * xs);
   }
 }
 
@@ -156,29 +166,39 @@ TANDEM_VNNI void QuantizeQ8Row(const float* x, int64_t cols, uint8_t* out) {
 // its weight row and its activation row, never on T, the batch or its lane, so results are the
 // same alone or batched.
 template <int T>
-TANDEM_VNNI void Q8Tile(const uint8_t* tile, int64_t blocks, const uint8_t* x, int64_t xs,
-                        int64_t padded, float* out, int64_t os) {
+TANDEM_VNNI void Q8Tile(const uint8_t* tile, int64_t blocks, const uint8_t* x, float* out,
+                        int64_t os, const uint8_t* next_tile) {
   __m512 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
     const Q8TileBlockOffsets at = Q8TileBlockAt(b, blocks);
     const uint8_t* values = tile + at.values;
+    if (next_tile != nullptr) {
+      // A block's share of the next tile (kQ8TileRows * 34 bytes), so its lines arrive spread
+      // over this tile's work.
+      const uint8_t* ahead = next_tile + b * (kQ8TileRows * 34);
+      for (int line = 0; line < kQ8TileRows * 34; line += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + line), _MM_HINT_T0);
+    }
+    // The group's T rows of block b (kernels_isa.h): values, scales and sums at fixed offsets
+    // from one pointer.
+    const uint8_t* xb = x + b * (T * 40);
+    const float* x_scales = reinterpret_cast<const float*>(xb + T * 32);
+    const int32_t* corrections = reinterpret_cast<const int32_t*>(xb + T * 36);
     // With one input, two sums (even and odd groups) so each chain is four vpdpbusd long; with
     // more, the inputs' chains are independent already and one sum each keeps the registers
     // free. int32 addition is exact, so the split changes no result.
     constexpr int kChains = T == 1 ? 2 : 1;
     __m512i sums[kChains][T];
     for (int t = 0; t < T; ++t) {
-      const int32_t* corrections =
-          reinterpret_cast<const int32_t*>(x + t * xs + padded) + padded / 32;
-      sums[0][t] = _mm512_set1_epi32(corrections[b]);
+      sums[0][t] = _mm512_set1_epi32(corrections[t]);
       if constexpr (kChains == 2) sums[1][t] = _mm512_setzero_si512();
     }
     for (int g = 0; g < 8; ++g) {
       const __m512i w = _mm512_loadu_si512(values + 64 * g);
       for (int t = 0; t < T; ++t) {
         int32_t four;
-        std::memcpy(&four, x + t * xs + b * 32 + 4 * g, 4);
+        std::memcpy(&four, xb + t * 32 + 4 * g, 4);
         sums[g % kChains][t] =
             _mm512_dpbusd_epi32(sums[g % kChains][t], w, _mm512_set1_epi32(four));
       }
@@ -186,30 +206,31 @@ TANDEM_VNNI void Q8Tile(const uint8_t* tile, int64_t blocks, const uint8_t* x, i
     const __m512 scales =
         _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + at.scales)));
     for (int t = 0; t < T; ++t) {
-      const float scale = reinterpret_cast<const float*>(x + t * xs + padded)[b];
       __m512i sum = sums[0][t];
       if constexpr (kChains == 2) sum = _mm512_add_epi32(sum, sums[1][t]);
-      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(scale)),
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(x_scales[t])),
                                scales, acc[t]);
     }
   }
   for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + t * os, acc[t]);
 }
 
-// Activation rows per tile call: 8 dot sums and 8 accumulators stay in registers beside the
-// block's weight vectors.
-constexpr int kTileInputs = 8;
+// Inputs from which a tile call prefetches the next tile.
+constexpr int64_t kQ8PrefetchInputs = 4;
 
-// The last n < kTileInputs activation rows: Q8Tile<n>, picked at run time.
+static_assert(kQ8Group == 8, "Q8TileRest covers groups of up to 8 rows");
+
+// A last group of n < kQ8Group activation rows: Q8Tile<n>, picked at run time.
 template <int T>
 TANDEM_VNNI void Q8TileRest(int64_t n, const uint8_t* tile, int64_t blocks, const uint8_t* x,
-                            int64_t xs, int64_t padded, float* out, int64_t os) {
-  if (n == T) return Q8Tile<T>(tile, blocks, x, xs, padded, out, os);
-  if constexpr (T > 1) Q8TileRest<T - 1>(n, tile, blocks, x, xs, padded, out, os);
+                            float* out, int64_t os, const uint8_t* next_tile) {
+  if (n == T) return Q8Tile<T>(tile, blocks, x, out, os, next_tile);
+  if constexpr (T > 1) Q8TileRest<T - 1>(n, tile, blocks, x, out, os, next_tile);
 }
 
 // `nrows` (a multiple of 16) rows of a Q8_0x16 matrix from its tile at `rows`, against n
-// activation rows. A tile's bytes stay in L1/L2 while every group of kTileInputs activation rows
+// activation rows, a group of kQ8Group rows per tile call (8 dot sums and 8 accumulators stay in
+// registers beside the block's weight vectors). A tile's bytes stay in L1/L2 while every group
 // passes over them. With one activation row the kernel is bound by memory and reads the matrix
 // in order, which the hardware prefetcher follows (prefetching the next tile by hand as well
 // was slower: 21-22 against 25-28 GB/s per product from memory on one thread); only a call's
@@ -217,16 +238,22 @@ TANDEM_VNNI void Q8TileRest(int64_t n, const uint8_t* tile, int64_t blocks, cons
 TANDEM_VNNI void Q8RowDots(const uint8_t* rows, int64_t row_bytes, int64_t nrows, int64_t cols,
                            const uint8_t* x, int64_t n, float* out, int64_t os) {
   const int64_t xs = Q8ActivationBytes(cols);
-  const int64_t padded = Q8PaddedCols(cols);
   const int64_t blocks = cols / 32;
   const int64_t tile_bytes = kQ8TileRows * row_bytes;
   PrefetchRange(rows, std::min<int64_t>(nrows, kQ8TileRows) * row_bytes);
   for (int64_t r = 0; r < nrows; r += kQ8TileRows) {
     const uint8_t* tile = rows + r / kQ8TileRows * tile_bytes;
+    // With several inputs a tile takes long enough that the hardware prefetcher, which stops at
+    // page boundaries, leaves the next tile's first lines to arrive on demand; the first group
+    // requests the next tile instead.
+    const uint8_t* next =
+        n >= kQ8PrefetchInputs && r + kQ8TileRows < nrows ? tile + tile_bytes : nullptr;
     int64_t t = 0;
-    for (; t + kTileInputs <= n; t += kTileInputs)
-      Q8Tile<kTileInputs>(tile, blocks, x + t * xs, xs, padded, out + t * os + r, os);
-    Q8TileRest<kTileInputs - 1>(n - t, tile, blocks, x + t * xs, xs, padded, out + t * os + r, os);
+    for (; t + kQ8Group <= n; t += kQ8Group) {
+      Q8Tile<kQ8Group>(tile, blocks, x + t * xs, out + t * os + r, os, next);
+      next = nullptr;
+    }
+    Q8TileRest<kQ8Group - 1>(n - t, tile, blocks, x + t * xs, out + t * os + r, os, next);
   }
 }
 
@@ -240,7 +267,7 @@ LowPrecisionKernels Avx512LowPrecisionKernels(bool bf16, bool vnni) {
     k.q8_to_bf16 = Q8ToBf16Row;
   }
   if (vnni) {
-    k.quantize_q8 = QuantizeQ8Row;
+    k.quantize_q8 = QuantizeQ8Rows;
     k.q8_dots = Q8RowDots;
   }
   return k;

@@ -100,33 +100,43 @@ float Max(const float* x, int64_t n, bool* finite) {
   return result;
 }
 
-void BlockScores(const float* keys_t, int64_t stride, int64_t slots, const float* q, int64_t dims,
-                 float* scores) {
-  for (int64_t j = 0; j < slots; ++j) {
-    float sum = 0;
-    for (int64_t d = 0; d < dims; ++d) sum += q[d] * keys_t[d * stride + j];
-    scores[j] = sum;
+// x = softmax(scale * x), the sum in double.
+void Softmax(float* x, int64_t n, float scale) {
+  float top = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) top = std::max(top, x[i]);
+  const float scaled_top = scale * top;
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] * scale - scaled_top);
+    sum += x[i];
+  }
+  const float inverse = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inverse;
+}
+
+template <typename T, float (*Widen)(T)>
+void BlockScoresOf(const T* keys_t, int64_t stride, int64_t slots, const float* q, int64_t heads,
+                   int64_t dims, float* scores, int64_t scores_stride) {
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t j = 0; j < slots; ++j) {
+      float sum = 0;
+      for (int64_t d = 0; d < dims; ++d) sum += q[h * dims + d] * Widen(keys_t[d * stride + j]);
+      scores[h * scores_stride + j] = sum;
+    }
   }
 }
-void BlockAccumulate(const float* values, int64_t slots, const float* weights, int64_t dims,
-                     float* out) {
-  for (int64_t j = 0; j < slots; ++j) Axpy(weights[j], values + j * dims, out, dims);
-}
-// The same over BF16 keys and values, widened exactly.
-void BlockScoresBf16(const uint16_t* keys_t, int64_t stride, int64_t slots, const float* q,
-                     int64_t dims, float* scores) {
-  for (int64_t j = 0; j < slots; ++j) {
-    float sum = 0;
-    for (int64_t d = 0; d < dims; ++d) sum += q[d] * Bf16ToF32(keys_t[d * stride + j]);
-    scores[j] = sum;
+template <typename T, float (*Widen)(T)>
+void BlockAccumulateOf(const T* values, int64_t slots, const float* weights, int64_t weights_stride,
+                       int64_t heads, int64_t dims, float* out) {
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t j = 0; j < slots; ++j) {
+      for (int64_t d = 0; d < dims; ++d)
+        out[h * dims + d] += weights[h * weights_stride + j] * Widen(values[j * dims + d]);
+    }
   }
 }
-void BlockAccumulateBf16(const uint16_t* values, int64_t slots, const float* weights, int64_t dims,
-                         float* out) {
-  for (int64_t j = 0; j < slots; ++j) {
-    for (int64_t d = 0; d < dims; ++d) out[d] += weights[j] * Bf16ToF32(values[j * dims + d]);
-  }
-}
+float Same(float x) { return x; }
+float WidenBf16(uint16_t x) { return Bf16ToF32(x); }
 
 }  // namespace
 
@@ -142,10 +152,11 @@ IsaKernels ScalarKernels() {
           .exp = Exp,
           .silu_mul = SiluMul,
           .max = Max,
-          .block_scores = BlockScores,
-          .block_accumulate = BlockAccumulate,
-          .block_scores_bf16 = BlockScoresBf16,
-          .block_accumulate_bf16 = BlockAccumulateBf16};
+          .softmax = Softmax,
+          .block_scores = BlockScoresOf<float, Same>,
+          .block_accumulate = BlockAccumulateOf<float, Same>,
+          .block_scores_bf16 = BlockScoresOf<uint16_t, WidenBf16>,
+          .block_accumulate_bf16 = BlockAccumulateOf<uint16_t, WidenBf16>};
 }
 
 }  // namespace tandem::engine::internal
