@@ -230,6 +230,8 @@ int Run(int argc, char** argv) {
       ->check(CLI::Range(1, 100));
   std::string kv_dtype = "auto";
   app.add_option("--kv-dtype", kv_dtype, "KV cache element type: auto | f32 | bf16");
+  bool mlock = false;
+  app.add_flag("--mlock", mlock, "Lock the weights and the KV cache in RAM (EngineOptions)");
   CLI11_PARSE(app, argc, argv);
   const auto kv_type = ParseKvTypeOption(kv_dtype);
   if (!kv_type.ok()) {
@@ -317,7 +319,8 @@ int Run(int argc, char** argv) {
                                           .kv_type = layout.type,
                                           .kv_budget_bytes = kv_budget,
                                           .enable_prefix_cache = false,
-                                          .max_batch_tokens = 512});
+                                          .max_batch_tokens = 512,
+                                          .lock_memory = mlock});
   if (!engine_or.ok()) {
     std::fprintf(stderr, "engine_bench: %s\n", engine_or.status().ToString().c_str());
     return 1;

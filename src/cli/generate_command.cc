@@ -42,6 +42,7 @@ struct GenerateOptions {
   bool ignore_eos = false;
   int threads = 0;
   int64_t kv_budget_mb = 512;
+  bool mlock = false;
   std::string kv_dtype = "auto";
   bool show_ids = false;
 };
@@ -99,9 +100,10 @@ int RunGenerate(const CLI::App* command, const GenerateOptions& o) {
 
   auto kv_type = engine::ParseKvTypeOption(o.kv_dtype);
   if (!kv_type.ok()) return ReportError(command, Annotate(kv_type.status(), "--kv-dtype"));
-  auto engine = engine::Engine::Create(
-      loaded->model,
-      {.threads = o.threads, .kv_type = *kv_type, .kv_budget_bytes = o.kv_budget_mb << 20});
+  auto engine = engine::Engine::Create(loaded->model, {.threads = o.threads,
+                                                       .kv_type = *kv_type,
+                                                       .kv_budget_bytes = o.kv_budget_mb << 20,
+                                                       .lock_memory = o.mlock});
   if (!engine.ok()) return ReportError(command, engine.status());
 
   engine::GenerateRequest request;
@@ -184,6 +186,9 @@ void RegisterGenerate(CLI::App& root) {
   generate->add_flag("--show-ids", o->show_ids, "Print token ids instead of text");
   generate->add_option("--threads", o->threads, "Engine threads (0 = one per core)");
   generate->add_option("--kv-budget-mb", o->kv_budget_mb, "KV cache memory in MiB");
+  generate->add_flag("--mlock", o->mlock,
+                     "Lock the weights and the KV cache in RAM (needs RLIMIT_MEMLOCK for their "
+                     "size, or CAP_IPC_LOCK)");
   generate->add_option("--kv-dtype", o->kv_dtype,
                        "KV cache element type: auto (bf16 unless the weights are f32), f32, bf16");
   SetAction(generate, [generate, o]() -> int { return RunGenerate(generate, *o); });

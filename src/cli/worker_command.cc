@@ -43,6 +43,7 @@ struct WorkerFlags {
   bool kv_verify_shm = false;
   std::string cluster_token;
   int64_t kv_budget = 256ll << 20;
+  bool mlock = false;
   int threads = 0;
   int64_t lease_ms = 30'000;
   std::string location;
@@ -83,6 +84,7 @@ absl::StatusOr<worker::WorkerOptions> ToOptions(const CLI::App* command, const W
   o.kv_verify_shm = f.kv_verify_shm;
   if (f.kv_budget <= 0) return absl::InvalidArgumentError("--kv-budget must be positive (bytes)");
   o.kv_budget_bytes = f.kv_budget;
+  o.lock_memory = f.mlock;
   if (f.threads < 0) return absl::InvalidArgumentError("--threads must be 0 (all cores) or more");
   o.threads = f.threads;
   if (f.lease_ms < 1) return absl::InvalidArgumentError("--lease-ms must be at least 1");
@@ -171,6 +173,9 @@ void RegisterWorker(CLI::App& root) {
                       "Shared secret of workers and router (TANDEM_CLUSTER_TOKEN); on loopback "
                       "the default is ~/.tandem/cluster-token");
   command->add_option("--kv-budget", f->kv_budget, "KV cache bytes (default 256 MiB)");
+  command->add_flag("--mlock", f->mlock,
+                    "Lock the weights and the KV cache in RAM, so memory pressure never pages "
+                    "them out (needs RLIMIT_MEMLOCK for their size, or CAP_IPC_LOCK)");
   command->add_option("--threads", f->threads, "Engine threads (0: one per core)");
   command->add_option("--lease-ms", f->lease_ms,
                       "How long reserved KV blocks wait for a prefill worker (default 30000); "

@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "engine/huge_pages.h"
+#include "engine/page_memory.h"
 
 namespace tandem::engine {
 

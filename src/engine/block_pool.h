@@ -141,6 +141,7 @@ class BlockPool {
   const KvLayout& layout() const { return layout_; }
   int64_t num_blocks() const { return num_blocks_; }
   int64_t storage_bytes() const { return num_blocks_ * layout_.block_bytes(); }
+  const uint8_t* storage() const { return storage_; }
   bool prefix_cache_enabled() const { return prefix_cache_; }
 
   // Blocks an Allocate() could hand out now (free plus evictable cached ones).

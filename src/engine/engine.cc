@@ -1,4 +1,5 @@
 #include "engine/engine.h"
+#include "engine/page_memory.h"
 
 #include <algorithm>
 #include <chrono>
@@ -88,6 +89,22 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineModel model,
                                         .memory = options.kv_memory,
                                         .memory_bytes = options.kv_memory_bytes,
                                         .enable_prefix_cache = options.enable_prefix_cache}));
+  if (options.lock_memory) {
+    std::vector<std::pair<const void*, int64_t>> ranges = engine->transformer_->WeightRanges();
+    ranges.emplace_back(engine->pool_->storage(), engine->pool_->storage_bytes());
+    int64_t total = 0;
+    for (const auto& [data, bytes] : ranges) {
+      if (absl::Status locked = LockPages(data, bytes); !locked.ok()) {
+        int64_t all = 0;
+        for (const auto& range : ranges) all += range.second;
+        return absl::Status(locked.code(), absl::StrCat("locking the weights and KV cache (", all,
+                                                        " bytes) in memory, ", total,
+                                                        " locked so far: ", locked.message()));
+      }
+      engine->locked_.emplace_back(data, bytes);
+      total += bytes;
+    }
+  }
   engine->window_start_ = NowSeconds();
   engine->thread_ = std::thread([e = engine.get()] { e->Loop(); });
   return engine;
@@ -126,6 +143,8 @@ Engine::~Engine() {
   }
   for (auto& [id, reservation] : reservations_) pool_->Release(reservation.blocks);
   for (auto& [id, blocks] : held_) pool_->Release(blocks);
+  // A model file's mapping or a caller's KV region can outlive the engine.
+  for (const auto& [data, bytes] : locked_) UnlockPages(data, bytes);
 }
 
 absl::Status Engine::ValidateRequest(const GenerateRequest& request) const {

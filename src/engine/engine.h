@@ -86,6 +86,11 @@ struct EngineOptions {
   int64_t max_running = 256;
   bool chunked_prefill = true;
   int64_t max_context = 0;  // 0 = the model's
+  // Locks the weights steps read and the KV pool in RAM (mlock) for the engine's lifetime, so
+  // memory pressure never pages them out (weights read in place from a model file would
+  // otherwise be dropped from the page cache and read from disk again mid-step). Create fails
+  // when the process may not lock that much (page_memory.h LockPages).
+  bool lock_memory = false;
 };
 
 // The KV element type for a model: `requested` when set, else (auto) F32 when every matrix of
@@ -203,6 +208,8 @@ class Engine {
   std::unique_ptr<ThreadPool> threads_;
   std::unique_ptr<Transformer> transformer_;
   std::unique_ptr<BlockPool> pool_;
+  // Ranges locked by EngineOptions::lock_memory, unlocked by the destructor.
+  std::vector<std::pair<const void*, int64_t>> locked_;
   SchedulerConfig scheduler_config_;
 
   // Inbox from other threads.

@@ -1,5 +1,8 @@
 #include "engine/engine.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
 #include <future>
@@ -276,6 +279,59 @@ TEST(EngineTest, NonFiniteLogitsEndOnlyThatRequest) {
   EXPECT_TRUE(outcomes[1].finish.status.ok()) << outcomes[1].finish.status;
   EXPECT_NE(outcomes[1].finish.reason, FinishReason::kError);
   EXPECT_FALSE(outcomes[1].tokens.empty());
+}
+
+// Kilobytes of this process's memory locked in RAM (VmLck).
+int64_t LockedKb() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  int64_t kb = -1;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    if (std::strncmp(line, "VmLck:", 6) == 0) kb = std::strtoll(line + 6, nullptr, 10);
+  }
+  std::fclose(f);
+  return kb;
+}
+
+TEST(EngineTest, LockMemoryLocksWeightsAndKvForTheEnginesLifetime) {
+  const int64_t before = LockedKb();
+  if (before < 0) GTEST_SKIP() << "no VmLck in /proc/self/status";
+  EngineOptions options = Options();
+  options.lock_memory = true;
+  const EngineModel model = TinyModel(nullptr, WeightType::kQ8_0);
+  auto engine = Engine::Create(model, options);
+  struct rlimit limit {};
+  ASSERT_EQ(getrlimit(RLIMIT_MEMLOCK, &limit), 0);
+  const bool privileged = geteuid() == 0;
+  if (!engine.ok()) {
+    // Only a process that may not lock this much fails, and it says how to allow it.
+    ASSERT_FALSE(privileged) << engine.status();
+    EXPECT_EQ(engine.status().code(), absl::StatusCode::kFailedPrecondition) << engine.status();
+    EXPECT_NE(engine.status().message().find("RLIMIT_MEMLOCK"), std::string::npos);
+    EXPECT_EQ(LockedKb(), before) << "a failed Create leaves nothing locked";
+    return;
+  }
+  int64_t expected = (*engine)->kv_pool().storage_bytes();
+  for (const auto& [data, bytes] : (*engine)->transformer().WeightRanges()) expected += bytes;
+  EXPECT_GE((LockedKb() - before) * 1024, expected);
+  // The engine works as usual with its memory locked.
+  EXPECT_EQ(RunAll(**engine, {Greedy(Prompt(9, 1), 6)})[0].tokens,
+            Alone(Prompt(9, 1), 6, WeightType::kQ8_0));
+  engine->reset();
+  EXPECT_EQ(LockedKb(), before) << "the engine unlocks what it locked";
+
+  // A process allowed to lock less than the engine needs gets a clear error, not a partial
+  // lock (root has CAP_IPC_LOCK, which the limit does not bind).
+  if (privileged) return;
+  struct rlimit lowered = limit;
+  lowered.rlim_cur = 4096;
+  ASSERT_EQ(setrlimit(RLIMIT_MEMLOCK, &lowered), 0);
+  auto refused = Engine::Create(model, options);
+  setrlimit(RLIMIT_MEMLOCK, &limit);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_EQ(LockedKb(), before);
 }
 
 TEST(EngineTest, StopTokensCallbackStopAndCancellation) {

@@ -147,6 +147,33 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(
   return model;
 }
 
+std::vector<std::pair<const void*, int64_t>> Transformer::WeightRanges() const {
+  std::vector<std::pair<const void*, int64_t>> ranges;
+  const auto add = [&](const void* data, int64_t bytes) {
+    if (data == nullptr || bytes <= 0) return;
+    for (const auto& range : ranges) {
+      if (range.first == data) return;  // a tied embedding is the LM head too
+    }
+    ranges.emplace_back(data, bytes);
+  };
+  add(weights_.token_embedding.data, weights_.token_embedding.bytes());
+  add(weights_.lm_head.data, weights_.lm_head.bytes());
+  for (const LayerWeights& lw : weights_.layers) {
+    for (const WeightMatrix* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down})
+      add(m->data, m->bytes());
+  }
+  const auto add_vector = [&](const std::vector<float>& v) {
+    add(v.data(), static_cast<int64_t>(v.size() * sizeof(float)));
+  };
+  add_vector(output_norm_);
+  for (const LayerVectors& v : vectors_) {
+    for (const std::vector<float>* vec :
+         {&v.attn_norm, &v.ffn_norm, &v.q_bias, &v.k_bias, &v.v_bias, &v.q_norm, &v.k_norm})
+      add_vector(*vec);
+  }
+  return ranges;
+}
+
 Transformer::Transformer(const TransformerConfig& config, const TransformerWeights& weights,
                          ThreadPool* pool)
     : config_(config), weights_(weights), pool_(pool), vectors_(config.num_layers) {

@@ -103,6 +103,10 @@ class Transformer {
   const TransformerConfig& config() const { return config_; }
   // Bytes of weights one decode step streams (all matrices incl. the LM head).
   int64_t weight_bytes() const { return weight_bytes_; }
+  // The weight bytes steps read, each range once: the matrices as the kernels use them (packed
+  // copies, or the caller's memory such as a model file's mapping), the token embedding, and
+  // the small vectors copied at creation.
+  std::vector<std::pair<const void*, int64_t>> WeightRanges() const;
   // The KV layout this model needs (block size and element type from the caller).
   KvLayout kv_layout(int block_size, KvType type = KvType::kF32) const;
 

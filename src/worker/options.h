@@ -70,6 +70,8 @@ struct WorkerOptions {
   bool kv_verify_shm = false;
   std::string cluster_token;  // resolved (never empty once the worker starts)
   int64_t kv_budget_bytes = 256ll << 20;
+  // engine::EngineOptions::lock_memory (--mlock).
+  bool lock_memory = false;
   int threads = 0;
   int64_t lease_ms = 30'000;
   Location location;

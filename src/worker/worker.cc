@@ -332,6 +332,7 @@ absl::Status Worker::Impl::LoadModel() {
   engine_options.block_size = options_.block_size;
   engine_options.kv_type = kv_type;
   engine_options.kv_budget_bytes = options_.kv_budget_bytes;
+  engine_options.lock_memory = options_.lock_memory;
   engine_options.max_batch_tokens = options_.max_batch_tokens;
   // Decode-side pools live in shared memory so a prefill worker on this host writes KV into
   // them directly; --kv-transport tcp keeps them private.
