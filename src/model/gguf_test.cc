@@ -167,10 +167,6 @@ struct BadCase {
   std::vector<std::string> expected;  // substrings of the error
 };
 
-std::string ValidPrefix(uint64_t tensors, uint64_t kvs) {
-  return RawGguf().Header(3, tensors, kvs).bytes();
-}
-
 TEST(GgufTest, BadInputTable) {
   std::vector<BadCase> cases;
   cases.push_back({"empty", "", {"test.gguf", "expected magic \"GGUF\""}});

@@ -31,7 +31,9 @@ TEST(WorkerReportTest, ParsesHeartbeatsAndInfo) {
   EXPECT_EQ(heartbeat->host, "h1");
   EXPECT_EQ(heartbeat->capacity_blocks, 1000);
   EXPECT_EQ(heartbeat->prefill_queue_requests, 2);
-  // /v1/info of a static worker: no url and no ready field; grouped fields.
+  // A /v1/info without url or ready fields (the router knows the url it polled; a worker
+  // that does not say is taken as ready; workers send ready since they load models
+  // asynchronously); grouped fields.
   auto info = ParseWorkerReport(
       R"({"role": "decode", "epoch": "00000000000000bb",
           "kv": {"address": "127.0.0.1:9", "capacity_blocks": 64, "block_size": 16}})",

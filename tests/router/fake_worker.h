@@ -41,9 +41,11 @@ struct FakeWorkerOptions {
   int64_t capacity_blocks = 0;
   uint64_t epoch = 0;  // 0: random
   std::string model = "random-tiny";
-  // The "kv" object of its /v1/info as JSON text, e.g. {"block_size": 16, "block_bytes": 196608};
-  // empty: none. Not checked, so tests can send bad layouts.
-  std::string info_kv;
+  // The "kv" object of its /v1/info as JSON text; empty: none (a worker that does not say, which
+  // the router warns about once). Not checked, so tests can send bad layouts. The default is a
+  // layout of the router's default cost, 131072 bytes per token, as a real worker always sends
+  // one.
+  std::string info_kv = R"({"block_size": 16, "block_bytes": 2097152})";
 };
 
 class FakeWorker {

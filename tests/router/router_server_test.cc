@@ -612,7 +612,7 @@ TEST(RouterRegistryTest, KvBytesPerTokenAreLearnedFromTheWorkersInfo) {
   EXPECT_EQ(body["kv_bytes_per_token"], 131072);  // nobody reported one yet
   EXPECT_EQ(body["kv_bytes_per_token_source"], "default");
   FakeWorker& decode = harness.AddWorker({.role = "decode", .info_kv = kBf16Kv});
-  FakeWorker& prefill = harness.AddWorker({.role = "prefill"});
+  FakeWorker& prefill = harness.AddWorker({.role = "prefill", .info_kv = ""});
   ASSERT_TRUE(harness.WaitForReadyWorkers(2));
   ASSERT_TRUE(WaitUntil([&] { return Reported(harness, decode, 12288); }));
   const json entry = WorkerEntry(harness, decode.url());
@@ -655,7 +655,7 @@ TEST(RouterRegistryTest, UnusableKvLayoutsAreIgnoredAndTheWorkersStillServe) {
           {.role = "decode", .info_kv = R"({"block_size": 16, "block_bytes": 1.5e5})"}),
       &harness.AddWorker(
           {.role = "decode", .info_kv = R"({"block_size": -16, "block_bytes": 196608})"}),
-      &harness.AddWorker({.role = "decode"}),
+      &harness.AddWorker({.role = "decode", .info_kv = ""}),
   };
   ASSERT_TRUE(harness.WaitForReadyWorkers(5));
   // Registered after them: once its layout is known, theirs were read too.
@@ -687,7 +687,7 @@ TEST(RouterRegistryTest, WorkersWithDifferentKvLayoutsAreEachCostedWithTheirOwn)
   options.static_workers = {f32.url()};
   RouterHarness harness(options);
   FakeWorker& bf16 = harness.AddWorker({.role = "decode", .info_kv = kBf16Kv});
-  FakeWorker& silent = harness.AddWorker({.role = "prefill"});
+  FakeWorker& silent = harness.AddWorker({.role = "prefill", .info_kv = ""});
   ASSERT_TRUE(harness.WaitForReadyWorkers(3));
   ASSERT_TRUE(
       WaitUntil([&] { return Reported(harness, f32, 24576) && Reported(harness, bf16, 12288); }));
