@@ -77,7 +77,11 @@ absl::StatusOr<std::unique_ptr<BlockPool>> BlockPool::Create(const BlockPoolOpti
     // from all over the pool, and with 4 KiB pages nearly every block of every layer and head
     // costs a TLB miss (a batched decode step of `small` spent ~40 % of its time in attention).
     // The tail past the last whole huge page stays in small pages, so RSS stays the budget.
-    storage = static_cast<uint8_t*>(std::aligned_alloc(kHugePageBytes, bytes));
+    // (posix_memalign: aligned_alloc wants the size a multiple of the alignment.)
+    void* allocated = nullptr;
+    if (::posix_memalign(&allocated, kHugePageBytes, bytes) == 0) {
+      storage = static_cast<uint8_t*>(allocated);
+    }
     if (storage == nullptr) {
       return absl::ResourceExhaustedError(
           absl::StrCat("cannot allocate ", bytes, " bytes for the KV cache"));
