@@ -183,8 +183,8 @@ void MatMulGemm(ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t
 
 namespace {
 
-// The low-precision path in two parts: the activations converted once on the calling thread
-// (BF16, or int8 Q8 with VNNI), then any range of weight rows against them on any thread.
+// The low-precision path in two parts: the activations converted once per product (BF16, or
+// int8 Q8 with VNNI), then any range of weight rows against them on any thread.
 enum class LowPrecisionKind { kNone, kBf16, kQ8Int8, kQ8ViaBf16 };
 
 LowPrecisionKind LowPrecisionKindFor(WeightType type) {
