@@ -89,7 +89,9 @@ struct EngineOptions {
   // Locks the weights steps read and the KV pool in RAM (mlock) for the engine's lifetime, so
   // memory pressure never pages them out (weights read in place from a model file would
   // otherwise be dropped from the page cache and read from disk again mid-step). Create fails
-  // when the process may not lock that much (page_memory.h LockPages).
+  // when the process may not lock that much (page_memory.h LockPages). Locks do not nest:
+  // engines in one process that share a model's mapping unlock its pages for each other when
+  // one of them is destroyed (the worker runs one engine per process).
   bool lock_memory = false;
 };
 

@@ -101,7 +101,6 @@ void StagedRows(int64_t begin, int64_t end, int64_t n, float* out, int64_t out_s
 
 float DotF32(const float* a, const float* b, int64_t n) { return Kernels().dot(a, b, n); }
 void AxpyF32(float alpha, const float* x, float* y, int64_t n) { Kernels().axpy(alpha, x, y, n); }
-void ExpF32(float* x, int64_t n) { Kernels().exp(x, n); }
 void SoftmaxF32(float* x, int64_t n, float scale) { Kernels().softmax(x, n, scale); }
 void BlockScoresF32(const float* keys_t, int64_t stride, int64_t slots, const float* q,
                     int64_t heads, int64_t dims, float* scores, int64_t scores_stride) {

@@ -105,8 +105,6 @@ void BlockAccumulateBf16(const uint16_t* values, int64_t slots, const float* wei
                          int64_t weights_stride, int64_t heads, int64_t dims, float* out);
 // x = softmax(scale * x) in place, for scale > 0 (attention weights from raw scores).
 void SoftmaxF32(float* x, int64_t n, float scale);
-// x[i] = e^x[i] (relative error below 2e-7).
-void ExpF32(float* x, int64_t n);
 // gate[i] = silu(gate[i]) * up[i], the SwiGLU activation.
 void SiluMulF32(float* gate, const float* up, int64_t n);
 // The largest of x[0..n) (n >= 1), and whether every element is finite (when not, the returned

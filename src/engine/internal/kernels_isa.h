@@ -11,7 +11,6 @@ using RowDotsFn = void (*)(const uint8_t* row, int64_t cols, const float* x, int
 using DotFn = float (*)(const float* a, const float* b, int64_t n);
 using AxpyFn = void (*)(float alpha, const float* x, float* y, int64_t n);
 using ToF32Fn = void (*)(const uint8_t* row, int64_t cols, float* out);
-using ExpFn = void (*)(float* x, int64_t n);
 using SiluMulFn = void (*)(float* gate, const float* up, int64_t n);
 // The largest of x[0..n) (n >= 1); *finite = whether every element is finite (when not, the
 // returned value is meaningless).
@@ -26,7 +25,6 @@ struct IsaKernels {
   AxpyFn axpy = nullptr;
   ToF32Fn bf16_to_f32 = nullptr;
   ToF32Fn q8_0_to_f32 = nullptr;
-  ExpFn exp = nullptr;           // x[i] = e^x[i], relative error < 2e-7
   SiluMulFn silu_mul = nullptr;  // gate[i] = silu(gate[i]) * up[i]
   MaxFn max = nullptr;
   // x = softmax(scale * x), scale > 0.

@@ -82,9 +82,6 @@ void Q8ToF32Row(const uint8_t* row, int64_t cols, float* out) {
   }
 }
 
-void Exp(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
-}
 void SiluMul(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
@@ -149,7 +146,6 @@ IsaKernels ScalarKernels() {
           .axpy = Axpy,
           .bf16_to_f32 = Bf16ToF32Row,
           .q8_0_to_f32 = Q8ToF32Row,
-          .exp = Exp,
           .silu_mul = SiluMul,
           .max = Max,
           .softmax = Softmax,
